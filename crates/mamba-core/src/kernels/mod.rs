@@ -1,0 +1,3 @@
+//! Matrix-vector and matrix-matrix products over every weight format.
+//!
+//! STUB: filled in by the kernel work.
