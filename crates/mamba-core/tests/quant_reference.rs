@@ -423,7 +423,7 @@ fn dequantize_rejects_wrong_byte_length() {
             }
         );
         assert!(
-            err.to_string().contains(&format!("takes {expected} bytes")),
+            err.to_string().contains(&format!("take {expected} bytes")),
             "{err}"
         );
     }

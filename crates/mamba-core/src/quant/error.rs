@@ -97,8 +97,8 @@ impl fmt::Display for QuantError {
                 actual,
             } => write!(
                 f,
-                "a {dtype} row of {elements} elements takes {expected} bytes, but the buffer \
-                 has {actual}; size it with GgmlType::row_bytes"
+                "{elements} {dtype} elements take {expected} bytes, but the buffer has \
+                 {actual}; size it with GgmlType::row_bytes"
             ),
         }
     }
