@@ -2,7 +2,8 @@
 //! F16/BF16 row conversions.
 //!
 //! Quantization matches the `gguf` Python package (version 0.19.0, `gguf.quants`) byte for
-//! byte on finite inputs. The tests compare against its outputs stored under
+//! byte on every row that [`quantize_row`] accepts. It rejects the rows that gguf would turn
+//! into NaN or infinite weights. The tests compare against gguf outputs stored under
 //! `tests/data/quant`. Every function here works on caller-owned slices and never
 //! allocates.
 
