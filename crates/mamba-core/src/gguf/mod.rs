@@ -19,7 +19,7 @@
 //!
 //! # Limits
 //!
-//! The reader rejects files beyond these limits:
+//! The reader rejects files beyond these limits, and the writer refuses to produce them:
 //! at most [`MAX_METADATA_KEYS`] keys, [`MAX_TENSORS`] tensors and [`MAX_ARRAY_DEPTH`] levels
 //! of nested arrays, keys of at most [`MAX_KEY_LEN`] bytes and tensor names of at most
 //! [`MAX_TENSOR_NAME_LEN`] bytes. The first two keep the duplicate checks, which compare
@@ -28,10 +28,14 @@
 mod error;
 mod reader;
 mod value;
+#[cfg(feature = "std")]
+mod writer;
 
 pub use error::{Field, GgufError, ShortName};
 pub use reader::{Gguf, TensorInfo};
 pub use value::{ArrayValue, Value, ValueType};
+#[cfg(feature = "std")]
+pub use writer::{FillError, GgufWriteError, GgufWriter, MetaValue};
 
 /// `GGUF` as the first four bytes of a file.
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
