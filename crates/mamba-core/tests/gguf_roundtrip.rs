@@ -773,3 +773,45 @@ fn write_file_rejects_path_without_name() {
         "{error}"
     );
 }
+
+#[test]
+fn write_file_panicking_fill_leaves_nothing() {
+    let dir = scratch_dir("panicking_fill");
+    let path = dir.join("model.gguf");
+    let writer = one_tensor_writer();
+    let outcome = std::panic::catch_unwind(|| {
+        writer.write_file(&path, |_, sink| {
+            sink.write_all(&[1; 8])?;
+            panic!("fill callback panicked");
+        })
+    });
+
+    assert!(outcome.is_err(), "the panic did not propagate");
+    assert!(
+        dir_entries(&dir).is_empty(),
+        "left behind: {:?}",
+        dir_entries(&dir)
+    );
+}
+
+#[test]
+fn debug_output_omits_bytes() {
+    let mut writer = GgufWriter::new();
+    let tokens = (0..1000)
+        .map(|i| MetaValue::String(format!("token{i}")))
+        .collect();
+    writer
+        .add_metadata("tokens", MetaValue::Array(ValueType::String, tokens))
+        .unwrap();
+    writer.add_tensor("big", GgmlType::F32, &[4096]).unwrap();
+    let file = write_to_vec(&writer, &[4 * 4096]);
+    let gguf = Gguf::parse(&file).unwrap();
+
+    let parsed = format!("{gguf:?}");
+    let array = format!("{:?}", gguf.get("tokens").unwrap());
+    let tensor = format!("{:?}", gguf.tensor("big").unwrap());
+    assert!(parsed.len() < 200, "{parsed}");
+    assert!(array.len() < 200, "{array}");
+    assert!(tensor.len() < 200, "{tensor}");
+    assert!(tensor.contains("data_len: 16384"), "{tensor}");
+}

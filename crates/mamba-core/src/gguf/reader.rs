@@ -185,16 +185,19 @@ fn read_tensor_info<'a>(
             });
         }
     }
-    let too_many_elements = GgufError::TooManyElements {
+    let too_many_elements = || GgufError::TooManyElements {
         name: short_name(),
         tensor,
         offset: dims_offset,
         dims,
         n_dims,
     };
-    dims.iter()
-        .try_fold(1u64, |product, &dim| product.checked_mul(dim))
-        .ok_or(too_many_elements.clone())?;
+    let n_elements = dims
+        .iter()
+        .try_fold(1u64, |product, &dim| product.checked_mul(dim));
+    if n_elements.is_none() {
+        return Err(too_many_elements());
+    }
 
     // Type.
     let type_offset = cursor.offset();
@@ -215,14 +218,7 @@ fn read_tensor_info<'a>(
             row_len: dims[0],
         });
     }
-    let n_bytes = dims[1..]
-        .iter()
-        .try_fold(
-            (dims[0] / block_size).checked_mul(dtype.block_bytes() as u64),
-            |bytes, &dim| Some(bytes?.checked_mul(dim)),
-        )
-        .flatten()
-        .ok_or(too_many_elements)?;
+    let n_bytes = tensor_n_bytes(dtype, &dims).ok_or_else(too_many_elements)?;
 
     // Offset.
     let offset_field = cursor.offset();
@@ -245,6 +241,15 @@ fn read_tensor_info<'a>(
         offset,
         n_bytes,
     })
+}
+
+/// Returns the bytes of a tensor of `dtype` with `dims[0]` a multiple of the block size, or
+/// `None` if the size overflows u64.
+pub(crate) fn tensor_n_bytes(dtype: GgmlType, dims: &[u64]) -> Option<u64> {
+    let (&row_len, rows) = dims.split_first()?;
+    let row_bytes = (row_len / dtype.block_size() as u64).checked_mul(dtype.block_bytes() as u64)?;
+    rows.iter()
+        .try_fold(row_bytes, |bytes, &dim| bytes.checked_mul(dim))
 }
 
 /// Returns the byte string stored at `pos`, without checking its encoding.
@@ -664,7 +669,9 @@ fn check_overlaps(
 }
 
 /// A parsed GGUF file borrowing `bytes`.
-#[derive(Clone, Copy, Debug)]
+///
+/// `Debug` prints the header fields and the file length, not the bytes.
+#[derive(Clone, Copy)]
 pub struct Gguf<'a> {
     bytes: &'a [u8],
     version: u32,
@@ -831,7 +838,9 @@ impl<'a> Gguf<'a> {
 }
 
 /// One tensor's header and its bytes inside the data section.
-#[derive(Clone, Copy, Debug)]
+///
+/// `Debug` prints the length of `data`, not its bytes.
+#[derive(Clone, Copy)]
 pub struct TensorInfo<'a> {
     /// Tensor name, for example `blk.0.ssm_in.weight`.
     pub name: &'a str,
@@ -875,5 +884,30 @@ impl<'a> TensorInfo<'a> {
             usize::try_from(cols).ok()?,
             self.data,
         )
+    }
+}
+
+impl core::fmt::Debug for Gguf<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Gguf")
+            .field("file_len", &self.bytes.len())
+            .field("version", &self.version)
+            .field("alignment", &self.alignment)
+            .field("metadata_count", &self.metadata_count)
+            .field("tensor_count", &self.tensor_count)
+            .field("data_offset", &self.data_offset)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for TensorInfo<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TensorInfo")
+            .field("name", &self.name)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape())
+            .field("offset", &self.offset)
+            .field("data_len", &self.data.len())
+            .finish()
     }
 }
