@@ -9,6 +9,9 @@
 #![no_std]
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+// Errors carry tensor names inline (no heap in no_std), which makes them large; they are
+// returned only on the cold path of loading and checking input.
+#![allow(clippy::result_large_err)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -16,9 +19,18 @@ extern crate alloc;
 extern crate std;
 
 pub mod config;
+pub mod error;
 pub mod gguf;
 pub mod kernels;
+pub mod model;
+pub mod ops;
 pub mod quant;
+pub mod sampling;
+pub mod session;
 pub mod tensor;
 
+pub use error::{Error, ModelError, StateError};
+pub use model::{Arch, Config, Model};
+pub use sampling::{Sampler, SamplerParams};
+pub use session::Session;
 pub use tensor::{GgmlType, Matrix};

@@ -1,0 +1,433 @@
+//! A sequence's recurrent state and the forward pass that advances it.
+//!
+//! A [`Session`] borrows a [`Model`] and owns two flat f32 buffers: the state (conv and SSM
+//! state of every layer, fixed size whatever the sequence length) and the scratch space of
+//! one forward chunk. Prefill and decode run the same code: a prompt is processed in chunks
+//! of up to `max_batch` tokens with matrix-matrix products, and a decode step is a chunk of
+//! one token.
+
+#[cfg(feature = "alloc")]
+use alloc::vec::Vec;
+
+use crate::error::{Error, StateError};
+use crate::kernels::{dequantize_matrix_row, matmul, matvec};
+use crate::model::{Config, Model};
+use crate::ops::activation::{silu, softplus};
+use crate::ops::conv1d::{ConvShape, causal_conv1d};
+use crate::ops::norm::{rmsnorm, rmsnorm_rows};
+use crate::ops::ssm_scan::{ScanInputs, selective_scan};
+
+/// Default number of prompt tokens per forward chunk.
+pub const DEFAULT_MAX_BATCH: usize = 64;
+
+/// Offsets of the per-chunk buffers inside the scratch slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScratchLayout {
+    max_batch: usize,
+    hidden: usize,
+    normed: usize,
+    xz: usize,
+    xc: usize,
+    dbc: usize,
+    dt_in: usize,
+    dt: usize,
+    y: usize,
+    out: usize,
+    logits: usize,
+    len: usize,
+}
+
+impl ScratchLayout {
+    /// Computes the layout for chunks of up to `max_batch` tokens (at least 1).
+    pub const fn new(c: &Config, max_batch: usize) -> Self {
+        let t = if max_batch == 0 { 1 } else { max_batch };
+        let dbc_width = c.dt_rank + 2 * c.d_state;
+        let hidden = 0;
+        let normed = hidden + t * c.d_model;
+        let xz = normed + t * c.d_model;
+        let xc = xz + t * 2 * c.d_inner;
+        let dbc = xc + t * c.d_inner;
+        let dt_in = dbc + t * dbc_width;
+        let dt = dt_in + t * c.dt_rank;
+        let y = dt + t * c.d_inner;
+        let out = y + t * c.d_inner;
+        let logits = out + t * c.d_model;
+        let len = logits + c.n_vocab;
+        Self { max_batch: t, hidden, normed, xz, xc, dbc, dt_in, dt, y, out, logits, len }
+    }
+
+    /// Number of f32 values the scratch buffer needs.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a layout has at least the logits.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Tokens per chunk.
+    pub const fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+}
+
+/// Magic at the start of saved session state.
+pub const STATE_MAGIC: [u8; 4] = *b"MEST";
+/// Version of the saved state layout.
+pub const STATE_VERSION: u32 = 1;
+/// Bytes of the saved-state header.
+const STATE_HEADER_LEN: usize = 64;
+
+/// One sequence being processed by a model.
+pub struct Session<'m, S> {
+    model: &'m Model<'m>,
+    state: S,
+    scratch: S,
+    layout: ScratchLayout,
+    n_past: u64,
+    has_logits: bool,
+}
+
+#[cfg(feature = "alloc")]
+impl<'m> Session<'m, Vec<f32>> {
+    /// Creates a session with heap buffers and the default chunk size.
+    pub fn new(model: &'m Model<'m>) -> Self {
+        Self::with_max_batch(model, DEFAULT_MAX_BATCH)
+    }
+
+    /// Creates a session with heap buffers and chunks of up to `max_batch` prompt tokens.
+    pub fn with_max_batch(model: &'m Model<'m>, max_batch: usize) -> Self {
+        let layout = ScratchLayout::new(&model.config, max_batch);
+        let state = alloc::vec![0.0; model.config.state_len()];
+        let scratch = alloc::vec![0.0; layout.len()];
+        Self { model, state, scratch, layout, n_past: 0, has_logits: false }
+    }
+}
+
+impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
+    /// Creates a session over caller-provided buffers. `state` needs
+    /// `model.config.state_len()` values and `scratch` needs
+    /// `ScratchLayout::new(&model.config, max_batch).len()`; both are zeroed.
+    pub fn with_buffers(model: &'m Model<'m>, mut state: S, mut scratch: S, max_batch: usize) -> Result<Self, Error> {
+        let layout = ScratchLayout::new(&model.config, max_batch);
+        let state_len = model.config.state_len();
+        if state.as_ref().len() < state_len {
+            return Err(Error::BufferTooSmall { buffer: "state (f32 values)", needed: state_len, found: state.as_ref().len() });
+        }
+        if scratch.as_ref().len() < layout.len() {
+            return Err(Error::BufferTooSmall { buffer: "scratch (f32 values)", needed: layout.len(), found: scratch.as_ref().len() });
+        }
+        state.as_mut().fill(0.0);
+        scratch.as_mut().fill(0.0);
+        Ok(Self { model, state, scratch, layout, n_past: 0, has_logits: false })
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &'m Model<'m> {
+        self.model
+    }
+
+    /// Number of tokens processed since creation or the last reset.
+    pub fn n_past(&self) -> u64 {
+        self.n_past
+    }
+
+    /// Clears the state so the next token starts a new sequence.
+    pub fn reset(&mut self) {
+        self.state.as_mut().fill(0.0);
+        self.n_past = 0;
+        self.has_logits = false;
+    }
+
+    /// The logits after the last processed token, or `None` before any token.
+    pub fn logits(&self) -> Option<&[f32]> {
+        self.has_logits.then(|| self.logits_slice())
+    }
+
+    /// The recurrent state: per layer, conv state `[d_inner, d_conv - 1]` then SSM state
+    /// `[d_inner, d_state]`.
+    pub fn state(&self) -> &[f32] {
+        &self.state.as_ref()[..self.model.config.state_len()]
+    }
+
+    fn logits_slice(&self) -> &[f32] {
+        let start = self.layout.logits;
+        &self.scratch.as_ref()[start..start + self.model.config.n_vocab]
+    }
+
+    /// Processes one token and returns the logits for the next.
+    pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
+        self.prefill(&[token])
+    }
+
+    /// Processes `tokens` in order and returns the logits after the last one.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
+        self.check_tokens(tokens)?;
+        let last_chunk_start = (tokens.len() - 1) / self.layout.max_batch * self.layout.max_batch;
+        for (i, chunk) in tokens.chunks(self.layout.max_batch).enumerate() {
+            let is_last = i * self.layout.max_batch == last_chunk_start;
+            self.forward_chunk(chunk, if is_last { Logits::Last } else { Logits::None }, &mut |_, _| {});
+        }
+        self.has_logits = true;
+        Ok(self.logits_slice())
+    }
+
+    /// Processes `tokens` in order and calls `on_logits(i, logits)` with the logits after each
+    /// token `i`.
+    pub fn prefill_all(&mut self, tokens: &[u32], mut on_logits: impl FnMut(usize, &[f32])) -> Result<(), Error> {
+        self.check_tokens(tokens)?;
+        for (i, chunk) in tokens.chunks(self.layout.max_batch).enumerate() {
+            let base = i * self.layout.max_batch;
+            self.forward_chunk(chunk, Logits::All, &mut |t, logits| on_logits(base + t, logits));
+        }
+        self.has_logits = true;
+        Ok(())
+    }
+
+    /// Bytes that [`Session::save_state`] writes for this model.
+    pub fn state_bytes_len(&self) -> usize {
+        let c = &self.model.config;
+        STATE_HEADER_LEN + 4 * (c.state_len() + c.n_vocab)
+    }
+
+    /// Writes the state, the position and the last logits to `out` and returns the byte count.
+    ///
+    /// Layout (little-endian): a 64-byte header (magic `MEST`, format version, the model's
+    /// hyperparameters, `n_past`, a logits flag and an FNV-1a checksum of the body), then the
+    /// state values, then `n_vocab` logits.
+    pub fn save_state(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let needed = self.state_bytes_len();
+        let found = out.len();
+        let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { buffer: "state bytes", needed, found })?;
+        let (header, body) = out.split_at_mut(STATE_HEADER_LEN);
+
+        let values = self.state().iter().chain(self.logits_slice().iter());
+        for (dst, v) in body.chunks_exact_mut(4).zip(values) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+
+        header.fill(0);
+        header[0..4].copy_from_slice(&STATE_MAGIC);
+        header[4..8].copy_from_slice(&STATE_VERSION.to_le_bytes());
+        for (i, (_, value)) in self.header_fields().iter().enumerate() {
+            let at = 8 + 4 * i;
+            header[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        }
+        header[40..48].copy_from_slice(&self.n_past.to_le_bytes());
+        header[48..52].copy_from_slice(&u32::from(self.has_logits).to_le_bytes());
+        header[56..64].copy_from_slice(&fnv1a64(body).to_le_bytes());
+        Ok(needed)
+    }
+
+    /// Saves the state into a new vector; see [`Session::save_state`].
+    #[cfg(feature = "alloc")]
+    pub fn save_state_to_vec(&self) -> Vec<u8> {
+        let mut out = alloc::vec![0u8; self.state_bytes_len()];
+        // The buffer has exactly the length save_state needs.
+        let _ = self.save_state(&mut out);
+        out
+    }
+
+    /// Restores what [`Session::save_state`] wrote, after checking the magic, the version,
+    /// every hyperparameter, the length and the checksum. On error the session is unchanged.
+    pub fn load_state(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let read_u32 = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        if bytes.len() < STATE_HEADER_LEN {
+            if bytes.len() >= 4 && bytes[..4] != STATE_MAGIC {
+                return Err(StateError::BadMagic.into());
+            }
+            return Err(StateError::Length { expected: STATE_HEADER_LEN, found: bytes.len() }.into());
+        }
+        if bytes[..4] != STATE_MAGIC {
+            return Err(StateError::BadMagic.into());
+        }
+        let version = read_u32(4);
+        if version != STATE_VERSION {
+            return Err(StateError::UnsupportedVersion { found: version, supported: STATE_VERSION }.into());
+        }
+        for (i, (field, value)) in self.header_fields().iter().enumerate() {
+            let saved = read_u32(8 + 4 * i);
+            if saved != *value {
+                return Err(StateError::ModelMismatch { field, saved: saved.into(), model: (*value).into() }.into());
+            }
+        }
+        let expected = self.state_bytes_len();
+        if bytes.len() != expected {
+            return Err(StateError::Length { expected, found: bytes.len() }.into());
+        }
+        let body = &bytes[STATE_HEADER_LEN..];
+        let mut checksum = [0u8; 8];
+        checksum.copy_from_slice(&bytes[56..64]);
+        if u64::from_le_bytes(checksum) != fnv1a64(body) {
+            return Err(StateError::Checksum.into());
+        }
+
+        // Everything checked: copy the values in.
+        let mut n_past = [0u8; 8];
+        n_past.copy_from_slice(&bytes[40..48]);
+        let state_len = self.model.config.state_len();
+        let logits_start = self.layout.logits;
+        let n_vocab = self.model.config.n_vocab;
+        let mut values = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        for (dst, v) in self.state.as_mut()[..state_len].iter_mut().zip(&mut values) {
+            *dst = v;
+        }
+        for (dst, v) in self.scratch.as_mut()[logits_start..logits_start + n_vocab].iter_mut().zip(&mut values) {
+            *dst = v;
+        }
+        self.n_past = u64::from_le_bytes(n_past);
+        self.has_logits = read_u32(48) != 0;
+        Ok(())
+    }
+
+    /// The hyperparameters recorded in a saved state, in header order.
+    fn header_fields(&self) -> [(&'static str, u32); 8] {
+        let c = &self.model.config;
+        // Every dimension is at most 2^24 (checked when the model loaded), so each fits in u32.
+        [
+            ("architecture", 1),
+            ("n_layer", c.n_layer as u32),
+            ("d_model", c.d_model as u32),
+            ("d_inner", c.d_inner as u32),
+            ("d_state", c.d_state as u32),
+            ("d_conv", c.d_conv as u32),
+            ("dt_rank", c.dt_rank as u32),
+            ("n_vocab", c.n_vocab as u32),
+        ]
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), Error> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        let n_vocab = self.model.config.n_vocab;
+        match tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            Some(&token) => Err(Error::TokenOutOfRange { token, n_vocab }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs every layer over one chunk of at most `max_batch` checked tokens.
+    fn forward_chunk(&mut self, tokens: &[u32], logits: Logits, on_logits: &mut dyn FnMut(usize, &[f32])) {
+        let model = self.model;
+        let c = model.config;
+        let n = tokens.len();
+        let l = self.layout;
+        let dbc_width = c.dt_rank + 2 * c.d_state;
+        let scratch = self.scratch.as_mut();
+        let state = self.state.as_mut();
+
+        // Split the scratch buffer into its named parts, each `n` rows long.
+        let (hidden, rest) = scratch[l.hidden..].split_at_mut(l.normed - l.hidden);
+        let (normed, rest) = rest.split_at_mut(l.xz - l.normed);
+        let (xz, rest) = rest.split_at_mut(l.xc - l.xz);
+        let (xc, rest) = rest.split_at_mut(l.dbc - l.xc);
+        let (dbc, rest) = rest.split_at_mut(l.dt_in - l.dbc);
+        let (dt_in, rest) = rest.split_at_mut(l.dt - l.dt_in);
+        let (dt, rest) = rest.split_at_mut(l.y - l.dt);
+        let (y, rest) = rest.split_at_mut(l.out - l.y);
+        let (out, rest) = rest.split_at_mut(l.logits - l.out);
+        let logits_buf = &mut rest[..c.n_vocab];
+        let hidden = &mut hidden[..n * c.d_model];
+        let normed = &mut normed[..n * c.d_model];
+        let xz = &mut xz[..n * 2 * c.d_inner];
+        let xc = &mut xc[..n * c.d_inner];
+        let dbc = &mut dbc[..n * dbc_width];
+        let dt_in = &mut dt_in[..n * c.dt_rank];
+        let dt = &mut dt[..n * c.d_inner];
+        let y = &mut y[..n * c.d_inner];
+        let out = &mut out[..n * c.d_model];
+
+        // Token embeddings.
+        for (t, &token) in tokens.iter().enumerate() {
+            dequantize_matrix_row(&model.token_embd, token as usize, &mut hidden[t * c.d_model..(t + 1) * c.d_model]);
+        }
+
+        for (i, layer_state) in state.chunks_exact_mut(c.layer_state_len()).take(c.n_layer).enumerate() {
+            let layer = model.layer(i);
+            let (conv_state, ssm_state) = layer_state.split_at_mut(c.d_inner * (c.d_conv - 1));
+
+            // Pre-norm and in_proj: each row of xz is [x (d_inner) | z (d_inner)].
+            rmsnorm_rows(hidden, layer.attn_norm, c.rms_eps, normed);
+            matmul(&layer.ssm_in, normed, xz);
+
+            // Causal conv over x, then SiLU.
+            let shape = ConvShape { d_inner: c.d_inner, d_conv: c.d_conv, x_stride: 2 * c.d_inner };
+            causal_conv1d(shape, conv_state, xz, layer.conv_weight, layer.conv_bias, xc);
+            for v in xc.iter_mut() {
+                *v = silu(*v);
+            }
+
+            // x_proj gives each row [dt (dt_rank) | B (d_state) | C (d_state)].
+            matmul(&layer.ssm_x, xc, dbc);
+
+            // dt_proj with bias, then softplus.
+            for (row, dst) in dbc.chunks_exact(dbc_width).zip(dt_in.chunks_exact_mut(c.dt_rank)) {
+                dst.copy_from_slice(&row[..c.dt_rank]);
+            }
+            matmul(&layer.dt_weight, dt_in, dt);
+            for row in dt.chunks_exact_mut(c.d_inner) {
+                for (v, &b) in row.iter_mut().zip(layer.dt_bias) {
+                    *v = softplus(*v + b);
+                }
+            }
+
+            // Selective scan with skip connection and SiLU(z) gate.
+            let inputs = ScanInputs {
+                d_inner: c.d_inner,
+                d_state: c.d_state,
+                x: xc,
+                dt,
+                a: layer.a,
+                bc: dbc,
+                bc_stride: dbc_width,
+                b_offset: c.dt_rank,
+                c_offset: c.dt_rank + c.d_state,
+                d: layer.d,
+                z: &xz[c.d_inner..],
+                z_stride: 2 * c.d_inner,
+            };
+            selective_scan(&inputs, ssm_state, y);
+
+            // out_proj and residual.
+            matmul(&layer.ssm_out, y, out);
+            for (h, &o) in hidden.iter_mut().zip(out.iter()) {
+                *h += o;
+            }
+        }
+        self.n_past += n as u64;
+
+        // Final norm and LM head for the positions that need logits.
+        let positions = match logits {
+            Logits::None => 0..0,
+            Logits::Last => n - 1..n,
+            Logits::All => 0..n,
+        };
+        for t in positions {
+            let row = &hidden[t * c.d_model..(t + 1) * c.d_model];
+            let normed_row = &mut normed[..c.d_model];
+            rmsnorm(row, model.output_norm, c.rms_eps, normed_row);
+            matvec(&model.output, normed_row, logits_buf);
+            on_logits(t, logits_buf);
+        }
+    }
+}
+
+/// Which positions of a chunk get logits.
+#[derive(Clone, Copy)]
+enum Logits {
+    None,
+    Last,
+    All,
+}
+
+/// 64-bit FNV-1a hash, used to detect damaged saved state.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
