@@ -1,1 +1,60 @@
-fn main() {}
+//! `mamba-edge`: run Mamba language models from GGUF files on the CPU.
+
+mod commands;
+mod error;
+mod model_file;
+mod npy;
+mod tokenizer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+#[derive(Parser)]
+#[command(name = "mamba-edge", version, about = "Run Mamba (selective state space) language models from GGUF files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming it to stdout (speeds go to stderr).
+    Generate(commands::generate::Args),
+    /// Write the logits after each token of a token list to a .npy file.
+    Logits(commands::logits::Args),
+    /// Print the token ids of a text.
+    Tokenize(commands::tokenize::Args),
+    /// Print a model's architecture, hyperparameters, tensors and tokenizer.
+    Info(InfoArgs),
+    /// Measure prompt and generation speed and peak memory.
+    Bench(commands::bench::Args),
+}
+
+#[derive(clap::Args)]
+struct InfoArgs {
+    /// GGUF model file.
+    #[arg(short, long)]
+    model: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), CliError> = match cli.command {
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Logits(args) => commands::logits::run(&args),
+        Command::Tokenize(args) => commands::tokenize::run(&args),
+        Command::Info(args) => commands::info::run(&args.model),
+        Command::Bench(args) => commands::bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `mamba-edge bench`: prompt-processing and generation speed, and peak memory.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use mamba_core::Session;
+use mamba_core::sampling::argmax;
+
+use crate::error::CliError;
+use crate::model_file::ModelFile;
+
+/// Arguments of `bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Prompt length in tokens.
+    #[arg(short = 'p', long, default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Number of tokens to generate.
+    #[arg(short = 'n', long, default_value_t = 128)]
+    pub n_gen: usize,
+    /// Worker threads. The kernels run on one thread for now; see `generate --help`.
+    #[arg(short, long, default_value_t = 1)]
+    pub threads: usize,
+    /// Prompt tokens per forward chunk.
+    #[arg(long, default_value_t = mamba_core::session::DEFAULT_MAX_BATCH)]
+    pub batch: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Times a prefill of `n_prompt` tokens, then `n_gen` greedy decode steps.
+pub fn run(args: &Args) -> Result<(), CliError> {
+    if args.n_prompt == 0 || args.batch == 0 || args.threads == 0 {
+        return Err(CliError::Usage("-p, --batch and --threads must be at least 1".into()));
+    }
+    let file = ModelFile::open(&args.model)?;
+    let model = file.model()?;
+    let n_vocab = model.config.n_vocab as u32;
+    let mut session = Session::with_max_batch(&model, args.batch);
+
+    // A fixed pseudo-random prompt: speed does not depend on the ids.
+    let prompt: Vec<u32> = (0..args.n_prompt as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % n_vocab).collect();
+    let start = Instant::now();
+    let mut next = argmax(session.prefill(&prompt)?);
+    let prompt_seconds = start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    for _ in 0..args.n_gen {
+        next = argmax(session.step(next)?);
+    }
+    let gen_seconds = start.elapsed().as_secs_f64();
+
+    let pp = args.n_prompt as f64 / prompt_seconds;
+    let tg = if args.n_gen > 0 { args.n_gen as f64 / gen_seconds } else { 0.0 };
+    let rss = peak_rss_bytes();
+    if args.json {
+        println!(
+            "{{\"model\": {:?}, \"n_prompt\": {}, \"n_gen\": {}, \"threads\": {}, \"prompt_tokens_per_second\": {:.3}, \"generation_tokens_per_second\": {:.3}, \"peak_rss_bytes\": {}}}",
+            args.model.display().to_string(),
+            args.n_prompt,
+            args.n_gen,
+            args.threads,
+            pp,
+            tg,
+            rss.map_or("null".to_string(), |v| v.to_string())
+        );
+    } else {
+        println!("model: {}", args.model.display());
+        println!("prompt:     {:>6} tokens  {:>10.2} tokens/s", args.n_prompt, pp);
+        println!("generation: {:>6} tokens  {:>10.2} tokens/s", args.n_gen, tg);
+        match rss {
+            Some(bytes) => println!("peak RSS:   {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+            None => println!("peak RSS:   unavailable on this platform"),
+        }
+    }
+    Ok(())
+}
+
+/// Peak resident set size from `/proc/self/status` (`VmHWM`), where the OS provides it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,174 @@
+//! `mamba-edge generate`: stream a continuation of a prompt.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use mamba_core::{Sampler, SamplerParams, Session};
+
+use crate::error::CliError;
+use crate::model_file::ModelFile;
+use crate::tokenizer::ModelTokenizer;
+
+/// Arguments of `generate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prompt text. May be omitted with --state-in, to continue from the saved state.
+    pub prompt: Option<String>,
+    /// GGUF model file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Maximum number of tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    pub n_predict: usize,
+    /// Sampling temperature; 0 picks the most likely token every step (greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Sample from the K most likely tokens only; 0 disables the cut.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Sample from the smallest set of tokens whose probabilities sum to P; 1.0 disables it.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the most likely one; 0 disables it.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty for tokens among the last 64 seen; 1.0 disables it.
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// RNG seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads. The kernels run on one thread for now; the option is accepted so
+    /// scripts keep working when the worker pool lands.
+    #[arg(short, long, default_value_t = 1)]
+    pub threads: usize,
+    /// Keep generating after the end-of-sequence token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Restore the session from this state file (written by --state-out) before the prompt.
+    #[arg(long)]
+    pub state_in: Option<PathBuf>,
+    /// Save the session state here after the prompt and every generated token are processed.
+    #[arg(long)]
+    pub state_out: Option<PathBuf>,
+}
+
+/// Runs the prompt, then samples and prints tokens until EOS or `-n`.
+pub fn run(args: &Args) -> Result<(), CliError> {
+    check_args(args)?;
+    let file = ModelFile::open(&args.model)?;
+    let model = file.model()?;
+    let tokenizer = ModelTokenizer::from_gguf(&model.gguf, file.path())?;
+    let mut session = Session::new(&model);
+
+    // Restore a saved state first: the prompt then continues it.
+    if let Some(path) = &args.state_in {
+        let bytes = std::fs::read(path).map_err(|source| CliError::Open { path: path.clone(), source })?;
+        session.load_state(&bytes).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    }
+
+    // Prompt.
+    let prompt = args.prompt.as_deref().unwrap_or("");
+    let prompt_tokens = if prompt.is_empty() { Vec::new() } else { tokenizer.encode(prompt)? };
+    if prompt_tokens.is_empty() && session.logits().is_none() {
+        return Err(CliError::Usage(
+            "the prompt is empty (it gave no tokens): pass a prompt, or --state-in with a saved state to continue from".into(),
+        ));
+    }
+    print!("{prompt}");
+    let prompt_start = Instant::now();
+    if !prompt_tokens.is_empty() {
+        session.prefill(&prompt_tokens)?;
+    }
+    let prompt_seconds = prompt_start.elapsed().as_secs_f64();
+
+    // Generation: sample, print, feed back.
+    let params = SamplerParams {
+        temperature: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repetition_penalty: args.repeat_penalty,
+        repeat_last_n: 64,
+        seed: args.seed,
+    };
+    let mut sampler = Sampler::new(params);
+    let mut history = prompt_tokens.clone();
+    let mut decoder = tokenizer.inner.decode_stream(false);
+    let mut stdout = std::io::stdout().lock();
+    let gen_start = Instant::now();
+    let mut generated = 0usize;
+    let mut pending: Option<u32> = None;
+    while generated < args.n_predict {
+        let logits = match pending.take() {
+            Some(token) => session.step(token)?,
+            None => session.logits().ok_or(mamba_core::Error::EmptyInput)?,
+        };
+        let token = sampler.sample(logits, &history);
+        if !args.ignore_eos && Some(token) == tokenizer.eos {
+            break;
+        }
+        generated += 1;
+        history.push(token);
+        if let Ok(Some(text)) = decoder.step(token) {
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        }
+        pending = Some(token);
+    }
+    // The last sampled token is fed too, so a saved state continues after it.
+    if let Some(token) = pending.filter(|_| args.state_out.is_some()) {
+        session.step(token)?;
+    }
+    let gen_seconds = gen_start.elapsed().as_secs_f64();
+    let _ = writeln!(stdout);
+
+    if let Some(path) = &args.state_out {
+        write_state(path, &session.save_state_to_vec())?;
+    }
+
+    eprintln!(
+        "prompt: {} tokens in {:.3} s ({:.1} tokens/s); generation: {} tokens in {:.3} s ({:.1} tokens/s)",
+        prompt_tokens.len(),
+        prompt_seconds,
+        rate(prompt_tokens.len(), prompt_seconds),
+        generated,
+        gen_seconds,
+        rate(generated, gen_seconds),
+    );
+    Ok(())
+}
+
+fn check_args(args: &Args) -> Result<(), CliError> {
+    if !args.temp.is_finite() {
+        return Err(CliError::Usage(format!("--temp {} is not a number; use 0 for greedy or a positive value", args.temp)));
+    }
+    if !(0.0..=1.0).contains(&args.top_p) {
+        return Err(CliError::Usage(format!("--top-p {} is outside 0..=1", args.top_p)));
+    }
+    if !(0.0..=1.0).contains(&args.min_p) {
+        return Err(CliError::Usage(format!("--min-p {} is outside 0..=1", args.min_p)));
+    }
+    if !(args.repeat_penalty > 0.0 && args.repeat_penalty.is_finite()) {
+        return Err(CliError::Usage(format!("--repeat-penalty {} must be a positive number", args.repeat_penalty)));
+    }
+    if args.threads == 0 {
+        return Err(CliError::Usage("--threads must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn rate(tokens: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }
+}
+
+/// Writes through a temporary file so a failure never leaves a partial state file.
+fn write_state(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
+    let tmp = path.with_extension("partial");
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    result.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::Write { path: path.clone(), source }
+    })
+}

@@ -1,0 +1,67 @@
+//! `mamba-edge logits`: the logits after each token of a token list, as a `.npy` file.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+use mamba_core::Session;
+
+use crate::error::CliError;
+use crate::model_file::ModelFile;
+use crate::npy;
+
+/// Arguments of `logits`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Comma-separated token ids, for example `1,2,3`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub tokens: Vec<u32>,
+    /// Feed the tokens one at a time (decode path) instead of as one prompt (prefill path).
+    #[arg(long)]
+    pub step: bool,
+    /// Prompt tokens per forward chunk on the prefill path.
+    #[arg(long, default_value_t = mamba_core::session::DEFAULT_MAX_BATCH)]
+    pub batch: usize,
+    /// Output file: float32 array of shape [n_tokens, n_vocab].
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs the model over the tokens and writes every position's logits.
+pub fn run(args: &Args) -> Result<(), CliError> {
+    let file = ModelFile::open(&args.model)?;
+    let model = file.model()?;
+    let n_vocab = model.config.n_vocab;
+    if args.batch == 0 {
+        return Err(CliError::Usage("--batch must be at least 1".into()));
+    }
+
+    let mut session = Session::with_max_batch(&model, args.batch);
+    let mut all = vec![0.0f32; args.tokens.len() * n_vocab];
+    if args.step {
+        for (i, &token) in args.tokens.iter().enumerate() {
+            let logits = session.step(token)?;
+            all[i * n_vocab..(i + 1) * n_vocab].copy_from_slice(logits);
+        }
+    } else {
+        session.prefill_all(&args.tokens, |i, logits| {
+            all[i * n_vocab..(i + 1) * n_vocab].copy_from_slice(logits);
+        })?;
+    }
+
+    // Write to a temporary file and rename, so a failed run leaves no partial output.
+    let tmp = args.out.with_extension("npy.partial");
+    let write = |path: &PathBuf| -> std::io::Result<()> {
+        let mut out = BufWriter::new(File::create(path)?);
+        npy::write_f32_2d(&mut out, args.tokens.len(), n_vocab, &all)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    };
+    if let Err(source) = write(&tmp).and_then(|()| std::fs::rename(&tmp, &args.out)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CliError::Write { path: args.out.clone(), source });
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! One module per `mamba-edge` subcommand.
+
+pub mod bench;
+pub mod generate;
+pub mod info;
+pub mod logits;
+pub mod tokenize;
