@@ -19,11 +19,12 @@
 //!
 //! # Limits
 //!
-//! The reader rejects files beyond these limits, and the writer refuses to produce them:
-//! at most [`MAX_METADATA_KEYS`] keys, [`MAX_TENSORS`] tensors and [`MAX_ARRAY_DEPTH`] levels
-//! of nested arrays, keys of at most [`MAX_KEY_LEN`] bytes and tensor names of at most
-//! [`MAX_TENSOR_NAME_LEN`] bytes. The first two keep the duplicate checks, which compare
-//! pairs without a hash set, bounded in time.
+//! The reader rejects files beyond these limits, and the writer rejects input that would
+//! exceed them. A file has at most [`MAX_METADATA_KEYS`] keys and [`MAX_TENSORS`] tensors,
+//! and arrays nest at most [`MAX_ARRAY_DEPTH`] levels deep. Keys are at most
+//! [`MAX_KEY_LEN`] bytes long and tensor names at most [`MAX_TENSOR_NAME_LEN`] bytes. The
+//! two counts bound the time and stack space of the duplicate checks, which cannot use a
+//! hash set without an allocator.
 
 mod error;
 mod reader;
@@ -50,16 +51,15 @@ pub const ALIGNMENT_KEY: &str = "general.alignment";
 
 /// Maximum number of metadata keys.
 ///
-/// The reader keeps the offset of every key in a stack table of this many entries to find
+/// The reader sorts the key positions in a stack table of this many entries to find
 /// duplicates without allocating (8 KiB on 64-bit targets, 4 KiB on 32-bit ones). Converted
 /// models carry a few dozen keys, because the vocabulary is one array value.
 pub const MAX_METADATA_KEYS: usize = 1024;
 /// Maximum number of tensors.
 ///
-/// Duplicate names are found by comparing each name with the earlier ones whenever a
-/// 1 KiB Bloom filter reports a possible match, so a hostile file costs at most
-/// `MAX_TENSORS² / 2` name comparisons (about 1.3e8). Large language models have a few
-/// thousand tensors at most.
+/// The duplicate-name and overlap checks sort blocks of 128 tensors on the stack, so their
+/// cost grows with the square of the count divided by 128. Large language models have a
+/// few thousand tensors at most.
 pub const MAX_TENSORS: usize = 16_384;
 /// Maximum nesting of arrays: an array value is depth 1, an array of arrays depth 2.
 pub const MAX_ARRAY_DEPTH: u32 = 8;

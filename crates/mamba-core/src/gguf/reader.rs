@@ -150,10 +150,10 @@ fn read_tensor_info<'a>(
     // Name.
     let name_offset = cursor.offset();
     let name = cursor.string(Field::TensorNameLength, Field::TensorName)?;
-    let short_name = ShortName::new(name);
+    let short_name = || ShortName::new(name);
     if name.len() > MAX_TENSOR_NAME_LEN {
         return Err(GgufError::TensorNameTooLong {
-            name: short_name,
+            name: short_name(),
             tensor,
             offset: name_offset,
             len: name.len() as u64,
@@ -165,7 +165,7 @@ fn read_tensor_info<'a>(
     let n_dims = cursor.u32(Field::DimCount)?;
     if n_dims == 0 || n_dims as usize > MAX_DIMS {
         return Err(GgufError::InvalidDimCount {
-            name: short_name,
+            name: short_name(),
             tensor,
             offset: n_dims_offset,
             found: n_dims,
@@ -178,29 +178,32 @@ fn read_tensor_info<'a>(
         *dim = cursor.u64(Field::Dim)?;
         if *dim == 0 {
             return Err(GgufError::ZeroDim {
-                name: short_name,
+                name: short_name(),
                 tensor,
                 offset: dim_offset,
                 axis,
             });
         }
     }
-    let too_many_elements = GgufError::TooManyElements {
-        name: short_name,
+    let too_many_elements = || GgufError::TooManyElements {
+        name: short_name(),
         tensor,
         offset: dims_offset,
         dims,
         n_dims,
     };
-    dims.iter()
-        .try_fold(1u64, |product, &dim| product.checked_mul(dim))
-        .ok_or(too_many_elements.clone())?;
+    let n_elements = dims
+        .iter()
+        .try_fold(1u64, |product, &dim| product.checked_mul(dim));
+    if n_elements.is_none() {
+        return Err(too_many_elements());
+    }
 
     // Type.
     let type_offset = cursor.offset();
     let type_number = cursor.u32(Field::TensorType)?;
     let dtype = GgmlType::from_u32(type_number).ok_or(GgufError::UnsupportedTensorType {
-        name: short_name,
+        name: short_name(),
         tensor,
         offset: type_offset,
         found: type_number,
@@ -208,28 +211,21 @@ fn read_tensor_info<'a>(
     let block_size = dtype.block_size() as u64;
     if !dims[0].is_multiple_of(block_size) {
         return Err(GgufError::RowNotBlockMultiple {
-            name: short_name,
+            name: short_name(),
             tensor,
             offset: dims_offset,
             dtype,
             row_len: dims[0],
         });
     }
-    let n_bytes = dims[1..]
-        .iter()
-        .try_fold(
-            (dims[0] / block_size).checked_mul(dtype.block_bytes() as u64),
-            |bytes, &dim| Some(bytes?.checked_mul(dim)),
-        )
-        .flatten()
-        .ok_or(too_many_elements)?;
+    let n_bytes = tensor_n_bytes(dtype, &dims).ok_or_else(too_many_elements)?;
 
     // Offset.
     let offset_field = cursor.offset();
     let offset = cursor.u64(Field::TensorOffset)?;
     if !offset.is_multiple_of(alignment) {
         return Err(GgufError::MisalignedTensor {
-            name: short_name,
+            name: short_name(),
             tensor,
             offset: offset_field,
             found: offset,
@@ -247,49 +243,18 @@ fn read_tensor_info<'a>(
     })
 }
 
-/// Reads the name of the tensor info at the cursor and moves past the whole info, without
-/// checking anything. Used to compare names with earlier, already checked tensors.
-fn skip_tensor_info(cursor: &mut Cursor<'_>) -> Option<usize> {
-    let name_start = cursor.pos();
-    cursor.raw_string_trusted()?;
-    let n_dims = cursor.u32_trusted()?;
-    cursor.take_trusted(u64::from(n_dims).checked_mul(8)?.checked_add(4 + 8)?)?;
-    Some(name_start)
+/// Returns the bytes of a tensor of `dtype` with `dims[0]` a multiple of the block size, or
+/// `None` if the size overflows u64.
+pub(crate) fn tensor_n_bytes(dtype: GgmlType, dims: &[u64]) -> Option<u64> {
+    let (&row_len, rows) = dims.split_first()?;
+    let row_bytes = (row_len / dtype.block_size() as u64).checked_mul(dtype.block_bytes() as u64)?;
+    rows.iter()
+        .try_fold(row_bytes, |bytes, &dim| bytes.checked_mul(dim))
 }
 
 /// Returns the byte string stored at `pos`, without checking its encoding.
 fn raw_string_at(bytes: &[u8], pos: usize) -> Option<&[u8]> {
     Cursor::at(bytes, pos).raw_string_trusted()
-}
-
-/// A fixed-size Bloom filter over names (8192 bits, two probes), so that the duplicate
-/// check compares a name with the earlier ones only when it may repeat one.
-struct NameFilter {
-    bits: [u64; 128],
-}
-
-impl NameFilter {
-    fn new() -> Self {
-        Self { bits: [0; 128] }
-    }
-
-    /// Adds `name` and returns whether it may have been added before.
-    fn insert(&mut self, name: &[u8]) -> bool {
-        // FNV-1a, 64-bit.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for &byte in name {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        let mut seen = true;
-        for probe in [hash & 8191, (hash >> 32) & 8191] {
-            let (word, bit) = ((probe / 64) as usize, probe % 64);
-            if let Some(word) = self.bits.get_mut(word) {
-                seen &= *word & (1 << bit) != 0;
-                *word |= 1 << bit;
-            }
-        }
-        seen
-    }
 }
 
 /// Checks a count read at `offset` before any loop uses it: it must fit in `remaining`
@@ -410,7 +375,8 @@ fn read_alignment(bytes: &[u8], pos: usize, ty: ValueType) -> Result<u64, GgufEr
 /// Checks `count` metadata entries at the cursor and returns the data alignment they set.
 fn validate_metadata(cursor: &mut Cursor<'_>, count: usize) -> Result<u64, GgufError> {
     let bytes = cursor.bytes();
-    // Where each earlier key starts, for the duplicate check. `count` is at most the size.
+    let metadata_start = cursor.pos();
+    // Positions of the keys, for the duplicate check. `count` is at most the size.
     let mut key_positions = [0usize; MAX_METADATA_KEYS];
     let mut alignment = DEFAULT_ALIGNMENT;
 
@@ -423,18 +389,6 @@ fn validate_metadata(cursor: &mut Cursor<'_>, count: usize) -> Result<u64, GgufE
                 index: index as u64,
                 offset: key_pos as u64,
                 len: key.len() as u64,
-            });
-        }
-        let earlier_keys = key_positions.get(..index).unwrap_or_default();
-        let repeated = earlier_keys
-            .iter()
-            .position(|&pos| raw_string_at(bytes, pos) == Some(key.as_bytes()));
-        if let Some(first_index) = repeated {
-            return Err(GgufError::DuplicateKey {
-                key: ShortName::new(key),
-                offset: key_pos as u64,
-                index: index as u64,
-                first_index: first_index as u64,
             });
         }
         if let Some(slot) = key_positions.get_mut(index) {
@@ -455,7 +409,56 @@ fn validate_metadata(cursor: &mut Cursor<'_>, count: usize) -> Result<u64, GgufE
             alignment = read_alignment(bytes, value_pos, ty)?;
         }
     }
+
+    let key_positions = key_positions.get_mut(..count).unwrap_or_default();
+    check_duplicate_keys(bytes, metadata_start, key_positions)?;
     Ok(alignment)
+}
+
+/// Fails with [`GgufError::DuplicateKey`] if two of the validated keys at `key_positions`
+/// are equal. Sorts `key_positions`.
+///
+/// Sorting takes `n log n` key comparisons, where comparing every pair of up to
+/// [`MAX_METADATA_KEYS`] keys of up to [`MAX_KEY_LEN`] bytes could read 34 GB.
+fn check_duplicate_keys(
+    bytes: &[u8],
+    metadata_start: usize,
+    key_positions: &mut [usize],
+) -> Result<(), GgufError> {
+    let key_at = |pos| raw_string_at(bytes, pos).unwrap_or_default();
+    key_positions.sort_unstable_by(|&a, &b| key_at(a).cmp(key_at(b)).then(a.cmp(&b)));
+
+    for pair in key_positions.windows(2) {
+        let [first, later] = *pair else { continue };
+        if key_at(first) == key_at(later) {
+            let key = core::str::from_utf8(key_at(later)).unwrap_or_default();
+            return Err(GgufError::DuplicateKey {
+                key: ShortName::new(key),
+                offset: later as u64,
+                index: metadata_index_at(bytes, metadata_start, later),
+                first_index: metadata_index_at(bytes, metadata_start, first),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Returns the index of the validated metadata entry that starts at `pos`, by walking the
+/// entries from `metadata_start`.
+fn metadata_index_at(bytes: &[u8], metadata_start: usize, pos: usize) -> u64 {
+    let mut cursor = Cursor::at(bytes, metadata_start);
+    let mut index = 0;
+    while cursor.pos() < pos {
+        let skipped = cursor.raw_string_trusted().and_then(|_| {
+            let ty = ValueType::from_u32(cursor.u32_trusted()?)?;
+            read_value(&mut cursor, ty)
+        });
+        if skipped.is_none() {
+            break;
+        }
+        index += 1;
+    }
+    index
 }
 
 /// Checks `count` tensor infos at the cursor, including that no name repeats.
@@ -464,30 +467,89 @@ fn validate_tensor_infos(
     count: usize,
     alignment: u64,
 ) -> Result<(), GgufError> {
-    let bytes = cursor.bytes();
     let infos_start = cursor.pos();
-    let mut filter = NameFilter::new();
-
     for index in 0..count {
-        let name_pos = cursor.pos();
-        let info = read_tensor_info(cursor, index as u64, alignment)?;
-        if !filter.insert(info.name.as_bytes()) {
-            continue;
+        read_tensor_info(cursor, index as u64, alignment)?;
+    }
+    check_duplicate_names(cursor.bytes(), infos_start, count, alignment)
+}
+
+/// Number of tensors that the duplicate-name and overlap checks sort at a time in a stack
+/// buffer (3 to 4 KiB on 64-bit targets).
+///
+/// Each block of tensors is sorted and checked against itself, then every later tensor is
+/// looked up in it by binary search. That costs `count² / CHECK_BLOCK` tensor-info reads,
+/// about two million at [`MAX_TENSORS`], where comparing all pairs would cost 130 million.
+const CHECK_BLOCK: usize = 128;
+
+/// Walks the tensor infos from `start` to the tensor with index `target` and returns its
+/// name, or an empty name if the infos end first.
+fn tensor_name_at(
+    bytes: &[u8],
+    start: usize,
+    target: usize,
+    alignment: u64,
+) -> Result<ShortName, GgufError> {
+    let mut cursor = Cursor::at(bytes, start);
+    for index in 0..target {
+        read_tensor_info(&mut cursor, index as u64, alignment)?;
+    }
+    let info = read_tensor_info(&mut cursor, target as u64, alignment)?;
+    Ok(ShortName::new(info.name))
+}
+
+/// Fails with [`GgufError::DuplicateTensorName`] if two of the `count` validated tensor
+/// infos at `infos_start` share a name.
+fn check_duplicate_names(
+    bytes: &[u8],
+    infos_start: usize,
+    count: usize,
+    alignment: u64,
+) -> Result<(), GgufError> {
+    let duplicate = |first: usize, later: usize, later_pos: usize| {
+        Ok(GgufError::DuplicateTensorName {
+            name: tensor_name_at(bytes, infos_start, later, alignment)?,
+            tensor: later as u64,
+            offset: later_pos as u64,
+            first_tensor: first as u64,
+        })
+    };
+    // (name, tensor index, position of the info)
+    let mut block: [(&[u8], usize, usize); CHECK_BLOCK] = [(&[], 0, 0); CHECK_BLOCK];
+    let mut block_cursor = Cursor::at(bytes, infos_start);
+    let mut block_first = 0;
+
+    while block_first < count {
+        // Load and sort the next block by name, then by index.
+        let block_len = CHECK_BLOCK.min(count - block_first);
+        let entries = block.get_mut(..block_len).unwrap_or_default();
+        for (index, entry) in (block_first..).zip(entries.iter_mut()) {
+            let pos = block_cursor.pos();
+            let info = read_tensor_info(&mut block_cursor, index as u64, alignment)?;
+            *entry = (info.name.as_bytes(), index, pos);
         }
-        // The filter reports a possible repeat: compare with every earlier name.
-        let mut earlier = Cursor::at(bytes, infos_start);
-        for first_tensor in 0..index {
-            let earlier_name =
-                skip_tensor_info(&mut earlier).and_then(|pos| raw_string_at(bytes, pos));
-            if earlier_name == Some(info.name.as_bytes()) {
-                return Err(GgufError::DuplicateTensorName {
-                    name: ShortName::new(info.name),
-                    tensor: index as u64,
-                    offset: name_pos as u64,
-                    first_tensor: first_tensor as u64,
-                });
+        entries.sort_unstable();
+
+        // Repeats inside the block are neighbours after sorting.
+        for pair in entries.windows(2) {
+            if let [(name, first, _), (next_name, later, later_pos)] = *pair
+                && name == next_name
+            {
+                return Err(duplicate(first, later, later_pos)?);
             }
         }
+
+        // Repeats of a block name later in the file.
+        let mut later_cursor = block_cursor.clone();
+        for later in block_first + block_len..count {
+            let later_pos = later_cursor.pos();
+            let info = read_tensor_info(&mut later_cursor, later as u64, alignment)?;
+            let found = entries.binary_search_by(|(name, _, _)| (*name).cmp(info.name.as_bytes()));
+            if let Some((_, first, _)) = found.ok().and_then(|position| entries.get(position)) {
+                return Err(duplicate(*first, later, later_pos)?);
+            }
+        }
+        block_first += block_len;
     }
     Ok(())
 }
@@ -501,7 +563,7 @@ fn data_range(data_offset: u64, info: &RawTensorInfo<'_>) -> Option<(u64, u64)> 
 /// Checks that every tensor's data lies inside the file and that no two tensors share bytes.
 ///
 /// Converters write tensors in offset order, which one pass confirms. Only when the order
-/// differs does this compare every pair, at most `MAX_TENSORS² / 2` comparisons.
+/// differs does [`check_overlaps`] run.
 fn validate_tensor_data(
     bytes: &[u8],
     infos_start: usize,
@@ -534,30 +596,82 @@ fn validate_tensor_data(
         return Ok(());
     }
 
-    let mut later = Cursor::at(bytes, infos_start);
-    for index in 0..count {
-        let info = read_tensor_info(&mut later, index as u64, alignment)?;
-        let range = data_range(data_offset, &info).unwrap_or_default();
-        let mut earlier = Cursor::at(bytes, infos_start);
-        for other in 0..index {
-            let other_info = read_tensor_info(&mut earlier, other as u64, alignment)?;
-            let other_range = data_range(data_offset, &other_info).unwrap_or_default();
-            if range.0 < other_range.1 && other_range.0 < range.1 {
-                return Err(GgufError::TensorOverlap {
-                    name: ShortName::new(info.name),
-                    tensor: index as u64,
-                    range,
-                    other: other as u64,
-                    other_range,
-                });
+    check_overlaps(bytes, infos_start, count, alignment, data_offset)
+}
+
+/// Fails with [`GgufError::TensorOverlap`] if the data of two of the `count` tensors, all
+/// inside the file, share a byte.
+fn check_overlaps(
+    bytes: &[u8],
+    infos_start: usize,
+    count: usize,
+    alignment: u64,
+    data_offset: u64,
+) -> Result<(), GgufError> {
+    let range_of = |info: &RawTensorInfo<'_>| data_range(data_offset, info).unwrap_or_default();
+    let overlap = |first: (usize, (u64, u64)), later: (usize, (u64, u64))| {
+        let ((other, other_range), (tensor, range)) = if first.0 < later.0 {
+            (first, later)
+        } else {
+            (later, first)
+        };
+        Ok(GgufError::TensorOverlap {
+            name: tensor_name_at(bytes, infos_start, tensor, alignment)?,
+            tensor: tensor as u64,
+            range,
+            other: other as u64,
+            other_range,
+        })
+    };
+    // (data range, tensor index)
+    let mut block = [((0u64, 0u64), 0usize); CHECK_BLOCK];
+    let mut block_cursor = Cursor::at(bytes, infos_start);
+    let mut block_first = 0;
+
+    while block_first < count {
+        // Load and sort the next block by start offset.
+        let block_len = CHECK_BLOCK.min(count - block_first);
+        let entries = block.get_mut(..block_len).unwrap_or_default();
+        for (index, entry) in (block_first..).zip(entries.iter_mut()) {
+            let info = read_tensor_info(&mut block_cursor, index as u64, alignment)?;
+            *entry = (range_of(&info), index);
+        }
+        entries.sort_unstable();
+
+        // Inside the block, an overlap shows between neighbours after sorting.
+        for pair in entries.windows(2) {
+            if let [(range, index), (next_range, next_index)] = *pair
+                && next_range.0 < range.1
+            {
+                return Err(overlap((index, range), (next_index, next_range))?);
             }
         }
+
+        // The block's ranges are now disjoint and sorted, so their ends are sorted too, and
+        // the last range starting before a later tensor's end is the only one to check.
+        let mut later_cursor = block_cursor.clone();
+        for later in block_first + block_len..count {
+            let info = read_tensor_info(&mut later_cursor, later as u64, alignment)?;
+            let range = range_of(&info);
+            let before_end = entries.partition_point(|((start, _), _)| *start < range.1);
+            let candidate = before_end
+                .checked_sub(1)
+                .and_then(|position| entries.get(position));
+            if let Some(&(other_range, other)) = candidate
+                && other_range.1 > range.0
+            {
+                return Err(overlap((other, other_range), (later, range))?);
+            }
+        }
+        block_first += block_len;
     }
     Ok(())
 }
 
 /// A parsed GGUF file borrowing `bytes`.
-#[derive(Clone, Copy, Debug)]
+///
+/// `Debug` prints the header fields and the file length, not the bytes.
+#[derive(Clone, Copy)]
 pub struct Gguf<'a> {
     bytes: &'a [u8],
     version: u32,
@@ -724,7 +838,9 @@ impl<'a> Gguf<'a> {
 }
 
 /// One tensor's header and its bytes inside the data section.
-#[derive(Clone, Copy, Debug)]
+///
+/// `Debug` prints the length of `data`, not its bytes.
+#[derive(Clone, Copy)]
 pub struct TensorInfo<'a> {
     /// Tensor name, for example `blk.0.ssm_in.weight`.
     pub name: &'a str,
@@ -768,5 +884,30 @@ impl<'a> TensorInfo<'a> {
             usize::try_from(cols).ok()?,
             self.data,
         )
+    }
+}
+
+impl core::fmt::Debug for Gguf<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Gguf")
+            .field("file_len", &self.bytes.len())
+            .field("version", &self.version)
+            .field("alignment", &self.alignment)
+            .field("metadata_count", &self.metadata_count)
+            .field("tensor_count", &self.tensor_count)
+            .field("data_offset", &self.data_offset)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for TensorInfo<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TensorInfo")
+            .field("name", &self.name)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape())
+            .field("offset", &self.offset)
+            .field("data_len", &self.data.len())
+            .finish()
     }
 }

@@ -200,7 +200,9 @@ impl<'a> Value<'a> {
 }
 
 /// An array value: its element type, length and the (already validated) bytes of its elements.
-#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// `Debug` prints the element type, the length and the byte length, not the elements.
+#[derive(Clone, Copy, PartialEq)]
 pub struct ArrayValue<'a> {
     elem_type: ValueType,
     len: u64,
@@ -246,6 +248,16 @@ impl<'a> ArrayValue<'a> {
             }
             None => self.iter().nth(usize::try_from(index).ok()?),
         }
+    }
+}
+
+impl core::fmt::Debug for ArrayValue<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ArrayValue")
+            .field("elem_type", &self.elem_type)
+            .field("len", &self.len)
+            .field("data_len", &self.data.len())
+            .finish()
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::vec::Vec;
 use std::{boxed::Box, format};
 
+use super::reader::tensor_n_bytes;
 use super::{
     ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, MAX_ARRAY_DEPTH, MAX_DIMS,
     MAX_KEY_LEN, MAX_METADATA_KEYS, MAX_TENSOR_NAME_LEN, MAX_TENSORS, ValueType,
@@ -365,7 +366,7 @@ struct PendingTensor {
 /// [`GgufWriter::write_to`] or [`GgufWriter::write_file`] streams it.
 ///
 /// Checks each input against the rules that [`super::Gguf::parse`] enforces, so every
-/// file it writes reads back.
+/// file it writes reads back, provided the file fits in the reader's address space.
 ///
 /// ```
 /// use mamba_core::GgmlType;
@@ -504,11 +505,8 @@ impl GgufWriter {
         let n_elements = dims
             .iter()
             .try_fold(1u64, |product, &dim| product.checked_mul(dim));
-        let row_bytes = (row_len / block_size).checked_mul(dtype.block_bytes() as u64);
-        let n_bytes = dims[1..]
-            .iter()
-            .try_fold(row_bytes, |bytes, &dim| Some(bytes?.checked_mul(dim)));
-        let (Some(_), Some(Some(n_bytes))) = (n_elements, n_bytes) else {
+        let n_bytes = tensor_n_bytes(dtype, dims);
+        let (Some(_), Some(n_bytes)) = (n_elements, n_bytes) else {
             return Err(GgufWriteError::TensorTooLarge { name: owned_name() });
         };
 
@@ -659,6 +657,13 @@ impl GgufWriter {
         );
         let temp_path = dir.join(temp_name);
 
+        // Removes the temporary file on every early return, and also if `fill` panics. It
+        // is declared before `file`, so `file` is closed first: some platforms cannot
+        // delete an open file. It is armed only once this call has created the file.
+        let mut cleanup = TempFileGuard {
+            path: &temp_path,
+            armed: false,
+        };
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -667,30 +672,36 @@ impl GgufWriter {
                 path: Some(temp_path.clone()),
                 source,
             })?;
-        let result = self.write_to(&file, fill).and_then(|written| {
-            let with_path = |source| GgufWriteError::Io {
-                path: Some(temp_path.clone()),
-                source,
-            };
-            file.sync_all().map_err(with_path)?;
-            fs::rename(&temp_path, path).map_err(|source| GgufWriteError::Io {
-                path: Some(path.to_path_buf()),
-                source,
-            })?;
-            Ok(written)
-        });
-        drop(file);
+        cleanup.armed = true;
 
-        match result {
-            Ok(written) => {
-                sync_dir(dir);
-                Ok(written)
-            }
-            Err(error) => {
-                // The original error matters more than a failure to clean up.
-                let _ = fs::remove_file(&temp_path);
-                Err(error)
-            }
+        let written = self.write_to(&file, fill)?;
+        file.sync_all().map_err(|source| GgufWriteError::Io {
+            path: Some(temp_path.clone()),
+            source,
+        })?;
+        drop(file);
+        fs::rename(&temp_path, path).map_err(|source| GgufWriteError::Io {
+            path: Some(path.to_path_buf()),
+            source,
+        })?;
+        cleanup.armed = false;
+
+        sync_dir(dir);
+        Ok(written)
+    }
+}
+
+/// Deletes a temporary file when dropped while `armed`. A failure to delete is ignored,
+/// because the error or panic that caused the cleanup matters more.
+struct TempFileGuard<'p> {
+    path: &'p Path,
+    armed: bool,
+}
+
+impl Drop for TempFileGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(self.path);
         }
     }
 }
