@@ -3,8 +3,7 @@
 
 use mamba_core::GgmlType;
 use mamba_core::gguf::{
-    Field, Gguf, GgufError, GgufWriter, MAX_ARRAY_DEPTH, MAX_METADATA_KEYS, MAX_TENSORS, MetaValue,
-    Value, ValueType,
+    Field, Gguf, GgufError, MAX_ARRAY_DEPTH, MAX_METADATA_KEYS, MAX_TENSORS, Value, ValueType,
 };
 
 /// Walks everything a parsed file exposes, so that a fuzz-style test reaches every lazy path.
@@ -30,49 +29,36 @@ fn walk(gguf: &Gguf<'_>) {
     assert_eq!(gguf.tensors().count(), gguf.tensor_count());
 }
 
-/// Builds a small valid file with nested arrays, a string array, a bool, alignment 64 and three
-/// tensors. The last tensor fills its aligned slot, so the file ends with tensor data and
-/// every shorter prefix is invalid.
+/// Builds a small valid file with nested arrays, a string array, a bool, alignment 64 and
+/// three tensors. The last tensor fills its aligned slot, so the file ends with tensor data
+/// and every shorter prefix is invalid.
 fn sample_file() -> Vec<u8> {
-    let mut writer = GgufWriter::new();
-    writer.set_alignment(64).unwrap();
-    writer
-        .add_metadata("general.architecture", MetaValue::String("mamba".into()))
-        .unwrap();
-    writer
-        .add_metadata("test.flag", MetaValue::Bool(true))
-        .unwrap();
-    let tokens = ["a", "bc", "ü"]
-        .iter()
-        .map(|s| MetaValue::String(s.to_string()))
-        .collect();
-    writer
-        .add_metadata(
-            "tokenizer.ggml.tokens",
-            MetaValue::Array(ValueType::String, tokens),
-        )
-        .unwrap();
-    let inner = MetaValue::Array(ValueType::U16, vec![MetaValue::U16(1), MetaValue::U16(2)]);
-    writer
-        .add_metadata(
-            "test.nested",
-            MetaValue::Array(ValueType::Array, vec![inner]),
-        )
-        .unwrap();
-    writer
-        .add_tensor("a.weight", GgmlType::Q8_0, &[32, 2])
-        .unwrap();
-    writer.add_tensor("b.weight", GgmlType::F16, &[3]).unwrap();
-    writer.add_tensor("c.weight", GgmlType::F32, &[16]).unwrap();
-    let sizes = [68, 6, 64];
-
-    let mut file = Vec::new();
-    writer
-        .write_to(&mut file, |index, sink| {
-            Ok(sink.write_all(&vec![0x5a; sizes[index]])?)
-        })
-        .unwrap();
-    file
+    let raw = Raw::header(3, 5)
+        .key("general.alignment", ValueType::U32)
+        .u32(64)
+        .key("general.architecture", ValueType::String)
+        .string(b"mamba")
+        .key("test.flag", ValueType::Bool)
+        .u8(1)
+        .key("tokenizer.ggml.tokens", ValueType::Array)
+        .u32(ValueType::String as u32)
+        .u64(3)
+        .string(b"a")
+        .string(b"bc")
+        .string("ü".as_bytes())
+        .key("test.nested", ValueType::Array)
+        .u32(ValueType::Array as u32)
+        .u64(1)
+        .u32(ValueType::U16 as u32)
+        .u64(2)
+        .bytes(&[1, 0, 2, 0]);
+    // Q8_0 [32, 2] takes 68 bytes, F16 [3] 6 bytes and F32 [16] 64 bytes.
+    let raw = raw
+        .tensor("a.weight", &[32, 2], GgmlType::Q8_0 as u32, 0)
+        .tensor("b.weight", &[3], GgmlType::F16 as u32, 128)
+        .tensor("c.weight", &[16], GgmlType::F32 as u32, 192)
+        .align(64);
+    raw.bytes(&[0x5a; 256]).0
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Writer-to-reader round trips: every value type, every tensor type and rank, alignments,
 //! and the cleanup guarantees of `GgufWriter::write_file`.
 
+#![cfg(feature = "std")]
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

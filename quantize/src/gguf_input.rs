@@ -1,0 +1,264 @@
+//! Requantization of an existing Mamba GGUF file: every tensor is decoded to f32 and encoded
+//! again, and the metadata is copied with `general.file_type` updated.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::Path;
+
+use mamba_core::GgmlType;
+use mamba_core::config::{ARCH_MAMBA, keys};
+use mamba_core::gguf::{Gguf, MetaValue, Value};
+use memmap2::Mmap;
+
+use crate::convert::{Notes, OutTensor, Transform, Values, settle_f16, write_gguf};
+use crate::error::{ConvertError, Result};
+use crate::metadata::{QUANTIZATION_VERSION, mamba_key};
+use crate::names::{Role, TensorId, expected_tensors, parse_gguf_name};
+use crate::params::MambaParams;
+use crate::plan::{choose_type, file_type};
+
+/// Requantizes the GGUF file at `path`. Returns (tensors written, bytes read, bytes written).
+pub(crate) fn requantize(
+    path: &Path,
+    output: &Path,
+    target: GgmlType,
+    notes: &mut Notes<'_>,
+) -> Result<(usize, u64, u64)> {
+    let io = |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the map is only read. Another process truncating the file while it is mapped
+    // could raise SIGBUS, a risk every mmap-based model loader accepts.
+    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let gguf = Gguf::parse(&map).map_err(|err| ConvertError::GgufRead {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    })?;
+
+    let arch = gguf.get(keys::ARCHITECTURE).and_then(|v| v.as_str());
+    if arch != Some(ARCH_MAMBA) {
+        return Err(ConvertError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            found: arch.map_or_else(|| "(no general.architecture key)".to_owned(), str::to_owned),
+        });
+    }
+    let p = params_from_gguf(path, &gguf)?;
+    let mut tensors = plan_tensors(path, &gguf, &p, target, notes)?;
+    settle_f16(&mut tensors, notes)?;
+    let metadata = copy_metadata(path, &gguf, target)?;
+
+    let bytes_in = tensors.iter().map(OutTensor::source_bytes).sum();
+    let bytes_out = write_gguf(output, metadata, &tensors, &mut *notes.progress)?;
+    Ok((tensors.len(), bytes_in, bytes_out))
+}
+
+/// Reads the model dimensions from the `mamba.*` keys and the embedding's row count.
+fn params_from_gguf(path: &Path, gguf: &Gguf<'_>) -> Result<MambaParams> {
+    let dim = |key: &str| -> Result<u64> {
+        let full = mamba_key(key);
+        let value = gguf.get(&full).ok_or_else(|| ConvertError::MissingKey {
+            path: path.to_path_buf(),
+            key: full.clone(),
+            hint: "every Mamba GGUF file has it; convert the model again from its Hugging Face checkpoint",
+        })?;
+        match value.as_u64() {
+            Some(v) if v > 0 && v <= 1 << 31 => Ok(v),
+            _ => Err(ConvertError::InvalidValue {
+                path: path.to_path_buf(),
+                key: full,
+                value: format!("{value:?}"),
+                expected: "a positive integer up to 2^31".to_owned(),
+            }),
+        }
+    };
+    let eps_key = mamba_key(keys::LAYER_NORM_RMS_EPSILON);
+    let rms_norm_eps = match gguf.get(&eps_key) {
+        Some(value) => value.as_f32().ok_or_else(|| ConvertError::InvalidValue {
+            path: path.to_path_buf(),
+            key: eps_key.clone(),
+            value: format!("{value:?}"),
+            expected: "an f32".to_owned(),
+        })?,
+        None => {
+            return Err(ConvertError::MissingKey {
+                path: path.to_path_buf(),
+                key: eps_key,
+                hint: "every Mamba GGUF file has it; convert the model again from its Hugging Face checkpoint",
+            });
+        }
+    };
+    let n_vocab = gguf
+        .tensor(Role::TokenEmbd.gguf_name())
+        .filter(|t| t.n_dims == 2)
+        .map(|t| t.dims[1])
+        .ok_or_else(|| ConvertError::MissingTensor {
+            path: path.to_path_buf(),
+            tensor: Role::TokenEmbd.gguf_name().to_owned(),
+            hint: "a 2-D token embedding is required".to_owned(),
+        })?;
+    Ok(MambaParams {
+        d_model: dim(keys::EMBEDDING_LENGTH)?,
+        n_layer: dim(keys::BLOCK_COUNT)?,
+        d_inner: dim(keys::SSM_INNER_SIZE)?,
+        d_state: dim(keys::SSM_STATE_SIZE)?,
+        d_conv: dim(keys::SSM_CONV_KERNEL)?,
+        dt_rank: dim(keys::SSM_TIME_STEP_RANK)?,
+        n_vocab,
+        rms_norm_eps,
+    })
+}
+
+/// Checks every tensor's name and shape and picks its new type, keeping the file's order.
+fn plan_tensors<'a>(
+    path: &'a Path,
+    gguf: &Gguf<'a>,
+    p: &MambaParams,
+    target: GgmlType,
+    notes: &mut Notes<'_>,
+) -> Result<Vec<OutTensor<'a>>> {
+    let mut seen = BTreeSet::new();
+    let mut tensors = Vec::new();
+    for info in gguf.tensors() {
+        let unexpected = |reason: String| ConvertError::UnexpectedTensor {
+            path: path.to_path_buf(),
+            tensor: info.name.to_owned(),
+            reason,
+        };
+        let Some(id) = parse_gguf_name(info.name) else {
+            return Err(unexpected(
+                "a Mamba-1 GGUF file has no tensor of this name".to_owned(),
+            ));
+        };
+        if let Some(layer) = id.layer
+            && layer >= p.n_layer
+        {
+            return Err(unexpected(format!(
+                "layer {layer} is beyond mamba.block_count = {}",
+                p.n_layer
+            )));
+        }
+        let expected = id.role.gguf_dims(p);
+        if info.shape() != expected.as_slice() {
+            return Err(ConvertError::ShapeMismatch {
+                path: path.to_path_buf(),
+                tensor: info.name.to_owned(),
+                found: info.shape().to_vec(),
+                expected,
+                from: format!(
+                    "the mamba.* keys, ggml order [{}] reversed",
+                    id.role.shape_source()
+                ),
+            });
+        }
+        seen.insert(id);
+
+        let choice = choose_type(id.role, expected[0], target);
+        if let Some(reason) = choice.fallback {
+            notes.note(format!("{}: {reason}", info.name));
+        }
+        tensors.push(OutTensor {
+            name: info.name.to_owned(),
+            dims: expected,
+            dtype: choice.dtype,
+            values: Values::Gguf {
+                dtype: info.dtype,
+                data: info.data,
+            },
+            // ssm_a already contains A, not A_log.
+            transform: Transform::Identity,
+            source_file: path,
+            source_name: info.name.to_owned(),
+        });
+    }
+
+    let with_output = seen.contains(&TensorId {
+        role: Role::Output,
+        layer: None,
+    });
+    if let Some(missing) = expected_tensors(p, with_output)
+        .into_iter()
+        .find(|id| !seen.contains(id))
+    {
+        return Err(ConvertError::MissingTensor {
+            path: path.to_path_buf(),
+            tensor: missing.gguf_name(),
+            hint: "every Mamba-1 GGUF file has it; convert the model again from its Hugging Face checkpoint".to_owned(),
+        });
+    }
+    Ok(tensors)
+}
+
+/// Copies every metadata entry in order, replacing `general.file_type` and
+/// `general.quantization_version`. `general.alignment` is left to the writer, which uses
+/// its default alignment.
+fn copy_metadata(
+    path: &Path,
+    gguf: &Gguf<'_>,
+    target: GgmlType,
+) -> Result<Vec<(String, MetaValue)>> {
+    let mut entries = Vec::new();
+    let mut has_file_type = false;
+    let mut has_version = false;
+    for (key, value) in gguf.metadata() {
+        let value = match key {
+            k if k == keys::ALIGNMENT => continue,
+            k if k == keys::FILE_TYPE => {
+                has_file_type = true;
+                MetaValue::U32(file_type(target))
+            }
+            k if k == keys::QUANTIZATION_VERSION => {
+                has_version = true;
+                MetaValue::U32(QUANTIZATION_VERSION)
+            }
+            _ => to_meta_value(&value).ok_or_else(|| ConvertError::GgufRead {
+                path: path.to_path_buf(),
+                message: format!("metadata key {key} has an array whose elements cannot be read"),
+            })?,
+        };
+        entries.push((key.to_owned(), value));
+    }
+    if !has_file_type {
+        entries.push((
+            keys::FILE_TYPE.to_owned(),
+            MetaValue::U32(file_type(target)),
+        ));
+    }
+    if !has_version {
+        entries.push((
+            keys::QUANTIZATION_VERSION.to_owned(),
+            MetaValue::U32(QUANTIZATION_VERSION),
+        ));
+    }
+    Ok(entries)
+}
+
+/// Converts a borrowed value to an owned one, or `None` when an array is shorter than
+/// its stated length.
+fn to_meta_value(value: &Value<'_>) -> Option<MetaValue> {
+    Some(match *value {
+        Value::U8(v) => MetaValue::U8(v),
+        Value::I8(v) => MetaValue::I8(v),
+        Value::U16(v) => MetaValue::U16(v),
+        Value::I16(v) => MetaValue::I16(v),
+        Value::U32(v) => MetaValue::U32(v),
+        Value::I32(v) => MetaValue::I32(v),
+        Value::F32(v) => MetaValue::F32(v),
+        Value::Bool(v) => MetaValue::Bool(v),
+        Value::String(v) => MetaValue::String(v.to_owned()),
+        Value::U64(v) => MetaValue::U64(v),
+        Value::I64(v) => MetaValue::I64(v),
+        Value::F64(v) => MetaValue::F64(v),
+        Value::Array(array) => {
+            let items = array
+                .iter()
+                .map(|item| to_meta_value(&item))
+                .collect::<Option<Vec<_>>>()?;
+            if items.len() as u64 != array.len() {
+                return None;
+            }
+            MetaValue::Array(array.elem_type(), items)
+        }
+    })
+}

@@ -1,0 +1,444 @@
+//! Mamba-1 model dimensions, read from a Hugging Face `config.json`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::{ConvertError, Result};
+
+/// Architectures that `config.json` may name for a Mamba-1 model. `MambaLMHeadModel` is the
+/// class name in the original `mamba_ssm` package; llama.cpp's converter accepts both.
+const MAMBA1_ARCHITECTURES: [&str; 2] = ["MambaForCausalLM", "MambaLMHeadModel"];
+
+/// RMSNorm epsilon when the config omits it, as in `transformers.MambaConfig` and
+/// llama.cpp's converter.
+const DEFAULT_RMS_NORM_EPS: f64 = 1e-5;
+
+/// The dimensions that fix every tensor shape of a Mamba-1 model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MambaParams {
+    /// Residual stream width (`hidden_size`).
+    pub d_model: u64,
+    /// Number of Mamba blocks (`num_hidden_layers`).
+    pub n_layer: u64,
+    /// Width of the expanded SSM stream (`intermediate_size`).
+    pub d_inner: u64,
+    /// SSM state size per channel (`state_size`).
+    pub d_state: u64,
+    /// Depthwise convolution width (`conv_kernel`).
+    pub d_conv: u64,
+    /// Rank of the dt projection (`time_step_rank`).
+    pub dt_rank: u64,
+    /// Rows of the token embedding (`vocab_size`).
+    pub n_vocab: u64,
+    /// Epsilon of every RMSNorm (`layer_norm_epsilon`).
+    pub rms_norm_eps: f32,
+}
+
+/// The parts of a Hugging Face `config.json` that the converter uses.
+#[derive(Clone, Debug)]
+pub struct HfConfig {
+    /// Path of the file, for messages.
+    pub path: PathBuf,
+    /// Model dimensions.
+    pub params: MambaParams,
+    /// Whether the LM head shares the embedding matrix (`tie_word_embeddings`, default true).
+    pub tie_word_embeddings: bool,
+    /// Whether the depthwise convolution has a bias (`use_conv_bias`, default true).
+    pub use_conv_bias: bool,
+    /// `_name_or_path`, when present.
+    pub name_or_path: Option<String>,
+    /// The whole parsed file, for special token ids.
+    pub json: Value,
+}
+
+/// Reads and validates `config.json` from `dir`.
+pub fn read_hf_config(dir: &Path) -> Result<HfConfig> {
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(ConvertError::MissingConfig { path });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| ConvertError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    parse_hf_config(&path, &text)
+}
+
+/// Parses `config.json` text. `path` is used in messages only.
+pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
+    let json: Value = serde_json::from_str(text).map_err(|source| ConvertError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let Some(obj) = json.as_object() else {
+        return Err(invalid(path, "(top level)", &json, "a JSON object"));
+    };
+    check_architecture(path, obj)?;
+
+    if get_bool(path, obj, "use_bias")?.unwrap_or(false) {
+        return Err(ConvertError::ProjectionBias {
+            path: path.to_path_buf(),
+        });
+    }
+
+    // Key alternatives follow llama.cpp's converter: HF names first, then the names of
+    // the original mamba_ssm config.
+    let d_model = require_dim(
+        path,
+        obj,
+        &["hidden_size", "d_model"],
+        "hidden_size is d_model, the residual stream width",
+    )?;
+    let n_layer = require_dim(
+        path,
+        obj,
+        &["num_hidden_layers", "n_layer", "n_layers", "num_layers"],
+        "num_hidden_layers is the number of Mamba blocks",
+    )?;
+    let d_inner = match get_dim(path, obj, &["intermediate_size", "d_inner"])? {
+        Some(d_inner) => d_inner,
+        None => {
+            let expand = get_dim(path, obj, &["expand"])?.unwrap_or(2);
+            checked_mul(path, "expand * hidden_size", expand, d_model)?
+        }
+    };
+    let d_state = get_dim(path, obj, &["state_size", "d_state"])?.unwrap_or(16);
+    let d_conv = get_dim(path, obj, &["conv_kernel", "d_conv"])?.unwrap_or(4);
+    let dt_rank = read_dt_rank(path, obj, d_model)?;
+    let n_vocab = require_dim(
+        path,
+        obj,
+        &["vocab_size"],
+        "vocab_size is the number of rows of the token embedding",
+    )?;
+    let rms_norm_eps = read_rms_norm_eps(path, obj)?;
+
+    let params = MambaParams {
+        d_model,
+        n_layer,
+        d_inner,
+        d_state,
+        d_conv,
+        dt_rank,
+        n_vocab,
+        rms_norm_eps,
+    };
+    Ok(HfConfig {
+        path: path.to_path_buf(),
+        params,
+        tie_word_embeddings: get_bool(path, obj, "tie_word_embeddings")?.unwrap_or(true),
+        use_conv_bias: get_bool(path, obj, "use_conv_bias")?.unwrap_or(true),
+        name_or_path: obj
+            .get("_name_or_path")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        json: json.clone(),
+    })
+}
+
+/// Accepts Mamba-1 architectures and rejects Mamba-2, Falcon-Mamba and everything else by name.
+fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<()> {
+    let model_type = obj.get("model_type").and_then(Value::as_str);
+    let names: Vec<&str> = match obj.get("architectures") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(other) => {
+            return Err(invalid(
+                path,
+                "architectures",
+                other,
+                "a list of class names",
+            ));
+        }
+    };
+
+    // Falcon-Mamba checkpoints name their own class, but a config that only sets
+    // model_type must still be caught: it needs RMS-normalised dt, B and C.
+    if model_type == Some("falcon_mamba") {
+        return Err(ConvertError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            found: "FalconMambaForCausalLM (model_type falcon_mamba)".to_owned(),
+        });
+    }
+    if names.iter().any(|name| MAMBA1_ARCHITECTURES.contains(name)) {
+        return Ok(());
+    }
+    if names.is_empty() {
+        // The original mamba_ssm config.json has no architectures list but an ssm_cfg.
+        let ssm_layer = obj
+            .get("ssm_cfg")
+            .map(|cfg| cfg.get("layer").and_then(Value::as_str).unwrap_or("Mamba"));
+        if model_type == Some("mamba") || ssm_layer == Some("Mamba") {
+            return Ok(());
+        }
+        let found = match (model_type, ssm_layer) {
+            (_, Some(layer)) => format!("{layer} (ssm_cfg.layer)"),
+            (Some(model_type), None) => {
+                format!("model_type {model_type} with no architectures list")
+            }
+            (None, None) => "(none: no architectures or model_type key)".to_owned(),
+        };
+        return Err(ConvertError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    Err(ConvertError::UnsupportedArchitecture {
+        path: path.to_path_buf(),
+        found: names.join(", "),
+    })
+}
+
+/// Reads `time_step_rank`, which is an integer or `"auto"` for ceil(d_model / 16).
+fn read_dt_rank(path: &Path, obj: &Map<String, Value>, d_model: u64) -> Result<u64> {
+    for key in ["time_step_rank", "dt_rank"] {
+        match obj.get(key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(text)) if text == "auto" => return Ok(d_model.div_ceil(16)),
+            Some(value) => return positive_dim(path, key, value),
+        }
+    }
+    Ok(d_model.div_ceil(16))
+}
+
+fn read_rms_norm_eps(path: &Path, obj: &Map<String, Value>) -> Result<f32> {
+    for key in ["layer_norm_epsilon", "rms_norm_eps"] {
+        let Some(value) = obj.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let eps = value
+            .as_f64()
+            .filter(|eps| eps.is_finite() && *eps > 0.0 && *eps < 1.0);
+        return match eps {
+            Some(eps) => Ok(eps as f32),
+            None => Err(invalid(
+                path,
+                key,
+                value,
+                "a number between 0 and 1, for example 1e-5",
+            )),
+        };
+    }
+    Ok(DEFAULT_RMS_NORM_EPS as f32)
+}
+
+fn require_dim(
+    path: &Path,
+    obj: &Map<String, Value>,
+    keys: &[&str],
+    hint: &'static str,
+) -> Result<u64> {
+    get_dim(path, obj, keys)?.ok_or_else(|| ConvertError::MissingKey {
+        path: path.to_path_buf(),
+        key: keys.join(" or "),
+        hint,
+    })
+}
+
+/// Returns the first of `keys` that is present, as a positive integer.
+fn get_dim(path: &Path, obj: &Map<String, Value>, keys: &[&str]) -> Result<Option<u64>> {
+    for key in keys {
+        if let Some(value) = obj.get(*key).filter(|v| !v.is_null()) {
+            return positive_dim(path, key, value).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Largest accepted dimension. Larger values are surely corrupt, and the cap keeps every
+/// product of two dimensions far from u64 overflow.
+const MAX_DIM: u64 = 1 << 31;
+
+fn positive_dim(path: &Path, key: &str, value: &Value) -> Result<u64> {
+    match value.as_u64() {
+        Some(dim) if dim > 0 && dim <= MAX_DIM => Ok(dim),
+        _ => Err(invalid(
+            path,
+            key,
+            value,
+            &format!("a positive integer up to {MAX_DIM}"),
+        )),
+    }
+}
+
+fn get_bool(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Option<bool>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(other) => Err(invalid(path, key, other, "true or false")),
+    }
+}
+
+fn checked_mul(path: &Path, what: &str, a: u64, b: u64) -> Result<u64> {
+    a.checked_mul(b)
+        .filter(|product| *product <= MAX_DIM)
+        .ok_or_else(|| ConvertError::InvalidValue {
+            path: path.to_path_buf(),
+            key: what.to_owned(),
+            value: format!("{a} * {b}"),
+            expected: format!("a product up to {MAX_DIM}"),
+        })
+}
+
+fn invalid(path: &Path, key: &str, value: &Value, expected: &str) -> ConvertError {
+    ConvertError::InvalidValue {
+        path: path.to_path_buf(),
+        key: key.to_owned(),
+        value: value.to_string(),
+        expected: expected.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HfConfig> {
+        parse_hf_config(Path::new("config.json"), text)
+    }
+
+    const MAMBA_130M: &str = r#"{
+        "architectures": ["MambaForCausalLM"], "model_type": "mamba",
+        "hidden_size": 768, "num_hidden_layers": 24, "intermediate_size": 1536,
+        "state_size": 16, "conv_kernel": 4, "time_step_rank": 48,
+        "layer_norm_epsilon": 1e-5, "vocab_size": 50280, "use_bias": false,
+        "use_conv_bias": true, "tie_word_embeddings": true,
+        "_name_or_path": "state-spaces/mamba-130m-hf"
+    }"#;
+
+    #[test]
+    fn mamba_130m_config() {
+        let config = parse(MAMBA_130M).unwrap();
+        let p = &config.params;
+        assert_eq!((p.d_model, p.n_layer, p.d_inner), (768, 24, 1536));
+        assert_eq!(
+            (p.d_state, p.d_conv, p.dt_rank, p.n_vocab),
+            (16, 4, 48, 50280)
+        );
+        assert_eq!(p.rms_norm_eps, 1e-5);
+        assert!(config.tie_word_embeddings);
+        assert!(config.use_conv_bias);
+        assert_eq!(
+            config.name_or_path.as_deref(),
+            Some("state-spaces/mamba-130m-hf")
+        );
+    }
+
+    #[test]
+    fn defaults_and_auto_rank() {
+        let config = parse(
+            r#"{"architectures": ["MambaForCausalLM"], "hidden_size": 40,
+                "num_hidden_layers": 2, "vocab_size": 64, "time_step_rank": "auto"}"#,
+        )
+        .unwrap();
+        let p = &config.params;
+        assert_eq!(
+            p.d_inner, 80,
+            "d_inner defaults to expand (2) * hidden_size"
+        );
+        assert_eq!(p.dt_rank, 3, "auto rank is ceil(40 / 16)");
+        assert_eq!((p.d_state, p.d_conv), (16, 4));
+        assert_eq!(p.rms_norm_eps, 1e-5);
+        assert!(config.tie_word_embeddings);
+    }
+
+    #[test]
+    fn expand_sets_d_inner() {
+        let config = parse(
+            r#"{"architectures": ["MambaForCausalLM"], "hidden_size": 32, "expand": 3,
+                "num_hidden_layers": 1, "vocab_size": 8}"#,
+        )
+        .unwrap();
+        assert_eq!(config.params.d_inner, 96);
+    }
+
+    #[test]
+    fn original_mamba_ssm_config() {
+        let config =
+            parse(r#"{"d_model": 768, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {}}"#)
+                .unwrap();
+        assert_eq!(config.params.d_model, 768);
+        assert_eq!(config.params.n_layer, 24);
+    }
+
+    #[test]
+    fn rejects_other_architectures() {
+        for (arch, expected) in [
+            ("Mamba2ForCausalLM", "Mamba2ForCausalLM"),
+            ("FalconMambaForCausalLM", "FalconMambaForCausalLM"),
+            ("LlamaForCausalLM", "LlamaForCausalLM"),
+        ] {
+            let text = format!(
+                r#"{{"architectures": ["{arch}"], "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8}}"#
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(message.contains("not supported yet"), "{message}");
+        }
+    }
+
+    #[test]
+    fn rejects_falcon_model_type() {
+        let text = r#"{"architectures": ["MambaForCausalLM"], "model_type": "falcon_mamba",
+                       "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8}"#;
+        let message = parse(text).unwrap_err().to_string();
+        assert!(message.contains("falcon_mamba"), "{message}");
+    }
+
+    #[test]
+    fn rejects_missing_architecture() {
+        let message = parse(r#"{"hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("no architectures"), "{message}");
+    }
+
+    #[test]
+    fn rejects_projection_bias() {
+        let text = r#"{"architectures": ["MambaForCausalLM"], "use_bias": true,
+                       "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8}"#;
+        assert!(matches!(
+            parse(text),
+            Err(ConvertError::ProjectionBias { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_key_names_alternatives() {
+        let message =
+            parse(r#"{"architectures": ["MambaForCausalLM"], "hidden_size": 8, "vocab_size": 8}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            message.contains("num_hidden_layers or n_layer"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for (key, value) in [
+            ("hidden_size", "0"),
+            ("hidden_size", "\"768\""),
+            ("state_size", "-1"),
+            ("layer_norm_epsilon", "0"),
+            ("tie_word_embeddings", "1"),
+            ("time_step_rank", "\"big\""),
+        ] {
+            let text = format!(
+                r#"{{"architectures": ["MambaForCausalLM"], "hidden_size": 8, "num_hidden_layers": 1,
+                     "vocab_size": 8, "{key}": {value}}}"#
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains(key), "{key}: {message}");
+            assert!(message.contains(value), "{key}: {message}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_names_file() {
+        let message = parse("{ not json").unwrap_err().to_string();
+        assert!(message.contains("config.json"), "{message}");
+    }
+}
