@@ -6,7 +6,13 @@ line) this runs the converter vendored in the llama-cpp-python sdist (see
 fetch_llamacpp.sh) on tests/fixtures/<name>/hf and writes
 
   tests/fixtures/<name>/llamacpp-<outtype><suffix>.gguf  one file per outtype
+  tests/fixtures/<name>/llamacpp-<type>.gguf             one file per `quantized` type, made
+                                                         from the f32 file by llama.cpp's
+                                                         llama_model_quantize()
   tests/fixtures/<name>/llamacpp-tensors.txt             metadata and tensor table of each file
+
+The converter itself writes only f32, f16, bf16, q8_0 and ternary types, so
+Q4_0 comes from quantize_with_llamacpp.py, which needs build_llamacpp.sh.
 
 Two converter behaviours are adjusted from outside, without editing its code:
 
@@ -31,6 +37,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -51,16 +58,18 @@ class Conversion:
     # config.json's pad_vocab_size_multiple, or of 8 without it.
     pad_vocab_multiple: int | None = None
     suffix: str = ""
+    # Types that quantize_with_llamacpp.py makes from the f32 output.
+    quantized: tuple[str, ...] = ()
 
 
 CONVERSIONS = [
-    Conversion("tiny", ("f32", "f16", "q8_0")),
+    Conversion("tiny", ("f32", "f16", "q8_0"), quantized=("q4_0",)),
     # vocab 333 is not a multiple of 8. With padding off the files load in
     # llama.cpp; the "-vocab336" file shows the converter's default output,
     # 336 tokens with 333-row tensors, which llama.cpp rejects.
     Conversion("odd", ("f32", "f16", "q8_0"), pad_vocab_multiple=1),
     Conversion("odd", ("f32",), suffix="-vocab336"),
-    Conversion("quant", ("f32", "q8_0")),
+    Conversion("quant", ("f32", "q8_0"), quantized=("q4_0",)),
     Conversion("eps", ("f32",)),
 ]
 
@@ -195,6 +204,13 @@ def main() -> int:
         for outtype in conversion.outtypes:
             outfile = FIXTURES / conversion.name / f"llamacpp-{outtype}{conversion.suffix}.gguf"
             run_converter(converter_module, model_dir, outfile, outtype)
+            dumps.setdefault(conversion.name, []).append(dump_gguf(outfile, gguf_module))
+
+        for quant_type in conversion.quantized:
+            source = FIXTURES / conversion.name / f"llamacpp-f32{conversion.suffix}.gguf"
+            outfile = FIXTURES / conversion.name / f"llamacpp-{quant_type}{conversion.suffix}.gguf"
+            command = [sys.executable, str(HERE / "quantize_with_llamacpp.py"), str(source), str(outfile), quant_type]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             dumps.setdefault(conversion.name, []).append(dump_gguf(outfile, gguf_module))
 
     for name, texts in dumps.items():
