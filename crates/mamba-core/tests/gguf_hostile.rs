@@ -755,7 +755,7 @@ fn duplicate_tensor_name_is_rejected() {
 
 #[test]
 fn many_distinct_tensor_names_parse() {
-    // Enough names to fill the Bloom filter, so that the fallback comparison runs often.
+    // Many sorted blocks of names, so that later names are searched in every earlier block.
     let count = 3000;
     let mut raw = Raw::header(count, 0);
     for index in 0..count {

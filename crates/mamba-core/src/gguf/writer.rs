@@ -223,7 +223,7 @@ impl fmt::Display for GgufWriteError {
         match self {
             Self::InvalidAlignment { found } => write!(
                 f,
-                "Alignment {found} is invalid: it must be a power of two from 1 to \
+                "Alignment {found} is invalid. It must be a power of two from 1 to \
                  2147483648, because general.alignment is stored as u32. Use 32 unless \
                  a loader needs more."
             ),
