@@ -40,6 +40,9 @@ pub enum CliError {
         /// Description of the missing or invalid part.
         message: String,
     },
+    /// Generated token ids could not be turned into text.
+    #[error("cannot decode generated tokens: {0}")]
+    Decode(String),
     /// A command-line value is invalid.
     #[error("{0}")]
     Usage(String),

@@ -4,6 +4,7 @@ mod commands;
 mod error;
 mod model_file;
 mod npy;
+mod stream;
 mod tokenizer;
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ use mamba_core::{Sampler, SamplerParams, Session};
 
 use crate::error::CliError;
 use crate::model_file::ModelFile;
+use crate::stream::TextStream;
 use crate::tokenizer::ModelTokenizer;
 
 /// Arguments of `generate`.
@@ -95,7 +96,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     };
     let mut sampler = Sampler::new(params);
     let mut history = prompt_tokens.clone();
-    let mut decoder = tokenizer.inner.decode_stream(false);
+    let mut text = TextStream::new(&tokenizer.inner);
     let mut stdout = std::io::stdout().lock();
     let gen_start = Instant::now();
     let mut generated = 0usize;
@@ -111,8 +112,8 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         }
         generated += 1;
         history.push(token);
-        if let Ok(Some(text)) = decoder.step(token) {
-            let _ = stdout.write_all(text.as_bytes());
+        if let Some(piece) = text.push(token)? {
+            let _ = stdout.write_all(piece.as_bytes());
             let _ = stdout.flush();
         }
         pending = Some(token);
@@ -122,7 +123,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         session.step(token)?;
     }
     let gen_seconds = gen_start.elapsed().as_secs_f64();
-    let _ = writeln!(stdout);
+    // Bytes of an incomplete UTF-8 character at the end come out as replacement characters.
+    let rest = text.finish()?.unwrap_or_default();
+    let _ = writeln!(stdout, "{rest}");
 
     if let Some(path) = &args.state_out {
         write_state(path, &session.save_state_to_vec())?;
