@@ -40,6 +40,9 @@ pub enum CliError {
         /// Description of the missing or invalid part.
         message: String,
     },
+    /// Writing to standard output failed. `main` exits quietly when the reader closed the pipe.
+    #[error("cannot write to standard output: {0}")]
+    Stdout(std::io::Error),
     /// Generated token ids could not be turned into text.
     #[error("cannot decode generated tokens: {0}")]
     Decode(String),

@@ -1,5 +1,6 @@
 //! `mamba-edge bench`: prompt-processing and generation speed, and peak memory.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -54,30 +55,41 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     }
     let gen_seconds = start.elapsed().as_secs_f64();
 
-    let pp = args.n_prompt as f64 / prompt_seconds;
-    let tg = if args.n_gen > 0 { args.n_gen as f64 / gen_seconds } else { 0.0 };
+    let pp = rate(args.n_prompt, prompt_seconds);
+    let tg = rate(args.n_gen, gen_seconds);
     let rss = peak_rss_bytes();
-    if args.json {
-        println!(
-            "{{\"model\": {:?}, \"n_prompt\": {}, \"n_gen\": {}, \"threads\": {}, \"prompt_tokens_per_second\": {:.3}, \"generation_tokens_per_second\": {:.3}, \"peak_rss_bytes\": {}}}",
-            args.model.display().to_string(),
-            args.n_prompt,
-            args.n_gen,
-            args.threads,
-            pp,
-            tg,
-            rss.map_or("null".to_string(), |v| v.to_string())
-        );
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        let report = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "n_prompt": args.n_prompt,
+            "n_gen": args.n_gen,
+            "threads": args.threads,
+            "prompt_tokens_per_second": pp,
+            "generation_tokens_per_second": tg,
+            "peak_rss_bytes": rss,
+        });
+        writeln!(out, "{report}")
     } else {
-        println!("model: {}", args.model.display());
-        println!("prompt:     {:>6} tokens  {:>10.2} tokens/s", args.n_prompt, pp);
-        println!("generation: {:>6} tokens  {:>10.2} tokens/s", args.n_gen, tg);
-        match rss {
-            Some(bytes) => println!("peak RSS:   {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
-            None => println!("peak RSS:   unavailable on this platform"),
-        }
+        print_text(&mut out, args, pp, tg, rss)
+    };
+    written.map_err(CliError::Stdout)
+}
+
+fn print_text(out: &mut impl Write, args: &Args, pp: f64, tg: f64, rss: Option<u64>) -> std::io::Result<()> {
+    writeln!(out, "model: {}", args.model.display())?;
+    writeln!(out, "prompt:     {:>6} tokens  {:>10.2} tokens/s", args.n_prompt, pp)?;
+    writeln!(out, "generation: {:>6} tokens  {:>10.2} tokens/s", args.n_gen, tg)?;
+    match rss {
+        Some(bytes) => writeln!(out, "peak RSS:   {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+        None => writeln!(out, "peak RSS:   unavailable on this platform"),
     }
-    Ok(())
+}
+
+/// Tokens per second, or 0 when nothing was timed, because JSON cannot represent the
+/// infinity of a zero duration.
+fn rate(tokens: usize, seconds: f64) -> f64 {
+    if tokens > 0 && seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }
 }
 
 /// Peak resident set size from `/proc/self/status` (`VmHWM`), where the OS provides it.

@@ -77,7 +77,8 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             "the prompt is empty (it gave no tokens): pass a prompt, or --state-in with a saved state to continue from".into(),
         ));
     }
-    print!("{prompt}");
+    let mut stdout = std::io::stdout().lock();
+    write_flush(&mut stdout, prompt)?;
     let prompt_start = Instant::now();
     if !prompt_tokens.is_empty() {
         session.prefill(&prompt_tokens)?;
@@ -97,7 +98,6 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let mut sampler = Sampler::new(params);
     let mut history = prompt_tokens.clone();
     let mut text = TextStream::new(&tokenizer.inner);
-    let mut stdout = std::io::stdout().lock();
     let gen_start = Instant::now();
     let mut generated = 0usize;
     let mut pending: Option<u32> = None;
@@ -113,8 +113,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         generated += 1;
         history.push(token);
         if let Some(piece) = text.push(token)? {
-            let _ = stdout.write_all(piece.as_bytes());
-            let _ = stdout.flush();
+            write_flush(&mut stdout, &piece)?;
         }
         pending = Some(token);
     }
@@ -125,7 +124,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let gen_seconds = gen_start.elapsed().as_secs_f64();
     // Bytes of an incomplete UTF-8 character at the end come out as replacement characters.
     let rest = text.finish()?.unwrap_or_default();
-    let _ = writeln!(stdout, "{rest}");
+    write_flush(&mut stdout, &format!("{rest}\n"))?;
 
     if let Some(path) = &args.state_out {
         write_state(path, &session.save_state_to_vec())?;
@@ -160,6 +159,11 @@ fn check_args(args: &Args) -> Result<(), CliError> {
         return Err(CliError::Usage("--threads must be at least 1".into()));
     }
     Ok(())
+}
+
+/// Writes `text` and flushes it, so each piece appears as soon as it is generated.
+fn write_flush(out: &mut impl Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(CliError::Stdout)
 }
 
 fn rate(tokens: usize, seconds: f64) -> f64 {

@@ -1,6 +1,9 @@
 //! `mamba-edge info`: what a model file contains.
 
+use std::io::Write;
 use std::path::Path;
+
+use mamba_core::Model;
 
 use crate::error::CliError;
 use crate::model_file::ModelFile;
@@ -10,42 +13,61 @@ use crate::tokenizer::ModelTokenizer;
 pub fn run(path: &Path) -> Result<(), CliError> {
     let file = ModelFile::open(path)?;
     let model = file.model()?;
+    let tokenizer = ModelTokenizer::from_gguf(&model.gguf, path);
+    print_info(&mut std::io::stdout().lock(), &file, &model, &tokenizer).map_err(CliError::Stdout)
+}
+
+fn print_info(
+    out: &mut impl Write,
+    file: &ModelFile,
+    model: &Model<'_>,
+    tokenizer: &Result<ModelTokenizer, CliError>,
+) -> std::io::Result<()> {
     let c = &model.config;
     let gguf = &model.gguf;
 
-    println!("file: {} ({} bytes, GGUF v{}, alignment {})", path.display(), file.bytes().len(), gguf.version(), gguf.alignment());
+    writeln!(
+        out,
+        "file: {} ({} bytes, GGUF v{}, alignment {})",
+        file.path().display(),
+        file.bytes().len(),
+        gguf.version(),
+        gguf.alignment()
+    )?;
     if let Some(name) = gguf.get(mamba_core::config::keys::NAME).and_then(|v| v.as_str()) {
-        println!("name: {name}");
+        writeln!(out, "name: {name}")?;
     }
-    println!("architecture: {}", c.arch.name());
-    println!(
+    writeln!(out, "architecture: {}", c.arch.name())?;
+    writeln!(
+        out,
         "d_model {}  n_layer {}  d_inner {}  d_state {}  dt_rank {}  d_conv {}  n_vocab {}  rms_eps {:e}",
         c.d_model, c.n_layer, c.d_inner, c.d_state, c.dt_rank, c.d_conv, c.n_vocab, c.rms_eps
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "lm head: {}; state per session: {} bytes; weights: {} bytes",
         if model.tied_output { "tied to the token embedding" } else { "separate" },
         4 * c.state_len(),
         model.weight_bytes()
-    );
+    )?;
 
-    println!();
-    println!("{:<32} {:>6} {:>24} {:>12}", "tensor", "type", "shape (GGUF order)", "bytes");
+    writeln!(out)?;
+    writeln!(out, "{:<32} {:>6} {:>24} {:>12}", "tensor", "type", "shape (GGUF order)", "bytes")?;
     for t in gguf.tensors() {
         let shape: Vec<String> = t.shape().iter().map(u64::to_string).collect();
-        println!("{:<32} {:>6} {:>24} {:>12}", t.name, t.dtype.name(), shape.join(" x "), t.data.len());
+        writeln!(out, "{:<32} {:>6} {:>24} {:>12}", t.name, t.dtype.name(), shape.join(" x "), t.data.len())?;
     }
 
-    println!();
-    match ModelTokenizer::from_gguf(gguf, path) {
-        Ok(tok) => println!(
+    writeln!(out)?;
+    match tokenizer {
+        Ok(tok) => writeln!(
+            out,
             "tokenizer: {} tokens from {}; bos {:?}, eos {:?}",
             tok.vocab_size(),
             tok.source,
             tok.bos,
             tok.eos
         ),
-        Err(e) => println!("tokenizer: unavailable ({e})"),
+        Err(e) => writeln!(out, "tokenizer: unavailable ({e})"),
     }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `mamba-edge tokenize`: token ids of a text, as the model's Hugging Face tokenizer gives them.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::error::CliError;
@@ -27,14 +28,15 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let tokenizer = ModelTokenizer::from_gguf(&gguf, file.path())?;
     let ids = tokenizer.encode(&args.text)?;
 
-    if args.pieces {
-        for &id in &ids {
+    let mut out = std::io::stdout().lock();
+    let written = if args.pieces {
+        ids.iter().try_for_each(|&id| {
             let piece = tokenizer.inner.id_to_token(id).unwrap_or_default();
-            println!("{id}\t{piece:?}");
-        }
+            writeln!(out, "{id}\t{piece:?}")
+        })
     } else {
         let list: Vec<String> = ids.iter().map(u32::to_string).collect();
-        println!("{}", list.join(","));
-    }
-    Ok(())
+        writeln!(out, "{}", list.join(","))
+    };
+    written.map_err(CliError::Stdout)
 }
