@@ -13,6 +13,14 @@ pub enum CliError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The model path names a directory or another file that is not a regular file.
+    #[error("cannot open {}: it is {kind}, not a GGUF model file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// Kind of file: "a directory" or "a special file".
+        kind: &'static str,
+    },
     /// An output file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {

@@ -18,6 +18,12 @@ impl ModelFile {
     /// Maps `path` read-only.
     pub fn open(path: &Path) -> Result<Self, CliError> {
         let file = File::open(path).map_err(|source| CliError::Open { path: path.to_path_buf(), source })?;
+        // Mapping a directory fails with ENODEV ("No such device"), which hides the real mistake.
+        let file_type = file.metadata().map_err(|source| CliError::Open { path: path.to_path_buf(), source })?.file_type();
+        if !file_type.is_file() {
+            let kind = if file_type.is_dir() { "a directory" } else { "a special file" };
+            return Err(CliError::NotAFile { path: path.to_path_buf(), kind });
+        }
         // SAFETY: the map is read-only. If another process truncates the file while it is
         // mapped, reads fault (SIGBUS); memory-mapped loaders accept this, and the README warns
         // against rewriting a model file that is in use.

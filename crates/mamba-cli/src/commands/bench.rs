@@ -35,8 +35,10 @@ pub struct Args {
 
 /// Times a prefill of `n_prompt` tokens, then `n_gen` greedy decode steps.
 pub fn run(args: &Args) -> Result<(), CliError> {
-    if args.n_prompt == 0 || args.batch == 0 || args.threads == 0 {
-        return Err(CliError::Usage("-p, --batch and --threads must be at least 1".into()));
+    for (option, value) in [("--n-prompt", args.n_prompt), ("--batch", args.batch), ("--threads", args.threads)] {
+        if value == 0 {
+            return Err(CliError::Usage(format!("{option} {value} is invalid: it must be at least 1")));
+        }
     }
     let file = ModelFile::open(&args.model)?;
     let model = file.model()?;

@@ -23,19 +23,19 @@ pub struct Args {
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     pub n_predict: usize,
     /// Sampling temperature; 0 picks the most likely token every step (greedy).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temp: f32,
     /// Sample from the K most likely tokens only; 0 disables the cut.
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
     /// Sample from the smallest set of tokens whose probabilities sum to P; 1.0 disables it.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Drop tokens less likely than P times the most likely one; 0 disables it.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub min_p: f32,
     /// Penalty for tokens among the last 64 seen; 1.0 disables it.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
     /// RNG seed for sampling.
     #[arg(long, default_value_t = 0)]
@@ -73,9 +73,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let prompt = args.prompt.as_deref().unwrap_or("");
     let prompt_tokens = if prompt.is_empty() { Vec::new() } else { tokenizer.encode(prompt)? };
     if prompt_tokens.is_empty() && session.logits().is_none() {
-        return Err(CliError::Usage(
-            "the prompt is empty (it gave no tokens): pass a prompt, or --state-in with a saved state to continue from".into(),
-        ));
+        return Err(CliError::Usage(format!(
+            "the prompt {prompt:?} gives no tokens: pass a non-empty prompt, or --state-in with a saved state to continue from"
+        )));
     }
     let mut stdout = std::io::stdout().lock();
     write_flush(&mut stdout, prompt)?;
@@ -143,20 +143,26 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 }
 
 fn check_args(args: &Args) -> Result<(), CliError> {
-    if !args.temp.is_finite() {
-        return Err(CliError::Usage(format!("--temp {} is not a number; use 0 for greedy or a positive value", args.temp)));
+    if !(args.temp.is_finite() && args.temp >= 0.0) {
+        return Err(CliError::Usage(format!(
+            "--temp {} is invalid: use 0 for greedy sampling or a positive number",
+            args.temp
+        )));
     }
     if !(0.0..=1.0).contains(&args.top_p) {
-        return Err(CliError::Usage(format!("--top-p {} is outside 0..=1", args.top_p)));
+        return Err(CliError::Usage(format!("--top-p {} is invalid: it must be between 0 and 1", args.top_p)));
     }
     if !(0.0..=1.0).contains(&args.min_p) {
-        return Err(CliError::Usage(format!("--min-p {} is outside 0..=1", args.min_p)));
+        return Err(CliError::Usage(format!("--min-p {} is invalid: it must be between 0 and 1", args.min_p)));
     }
     if !(args.repeat_penalty > 0.0 && args.repeat_penalty.is_finite()) {
-        return Err(CliError::Usage(format!("--repeat-penalty {} must be a positive number", args.repeat_penalty)));
+        return Err(CliError::Usage(format!(
+            "--repeat-penalty {} is invalid: it must be a positive number",
+            args.repeat_penalty
+        )));
     }
     if args.threads == 0 {
-        return Err(CliError::Usage("--threads must be at least 1".into()));
+        return Err(CliError::Usage("--threads 0 is invalid: it must be at least 1".into()));
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let model = file.model()?;
     let n_vocab = model.config.n_vocab;
     if args.batch == 0 {
-        return Err(CliError::Usage("--batch must be at least 1".into()));
+        return Err(CliError::Usage("--batch 0 is invalid: it must be at least 1".into()));
     }
 
     let mut session = Session::with_max_batch(&model, args.batch);
