@@ -43,7 +43,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let file = ModelFile::open(&args.model)?;
     let model = file.model()?;
     let n_vocab = model.config.n_vocab as u32;
-    let mut session = Session::with_max_batch(&model, args.batch);
+    // The scratch buffers grow with the chunk size, and chunks longer than the prompt are
+    // never filled, so a huge --batch must not size them.
+    let mut session = Session::with_max_batch(&model, args.batch.min(args.n_prompt));
 
     // A fixed pseudo-random prompt: speed does not depend on the ids.
     let prompt: Vec<u32> = (0..args.n_prompt as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % n_vocab).collect();

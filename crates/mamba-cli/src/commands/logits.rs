@@ -39,7 +39,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         return Err(CliError::Usage("--batch 0 is invalid: it must be at least 1".into()));
     }
 
-    let mut session = Session::with_max_batch(&model, args.batch);
+    // The scratch buffers grow with the chunk size, and chunks longer than the token list are
+    // never filled, so a huge --batch must not size them.
+    let mut session = Session::with_max_batch(&model, args.batch.min(args.tokens.len().max(1)));
     let mut all = vec![0.0f32; args.tokens.len() * n_vocab];
     if args.step {
         for (i, &token) in args.tokens.iter().enumerate() {
