@@ -1,0 +1,617 @@
+//! End-to-end tests of the `mamba-edge` binary on GGUF files converted by `mamba-quantize` and
+//! on the llama.cpp files committed with the fixtures. Expected values come from transformers
+//! (`logits_<i>.npy`, `greedy.json`) and from the fixtures' `tokenizer.json`.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    FIXTURES, Run, TempDir, argmax, convert, fixture_dir, greedy, hf_config, hf_decode, hf_encode, hf_tokenizer,
+    id_list, llamacpp_file, mamba_edge, read_npy, relative_l2, sequences,
+};
+use mamba_core::GgmlType;
+
+/// The path as `&str`; the temp and fixture paths of these tests are UTF-8.
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// Largest relative L2 error per logits row against transformers' float64 reference.
+const MAX_LOGITS_ERROR: f64 = 1e-4;
+
+/// Texts that exercise the byte-level pre-tokenizer: ASCII, accents, CJK, emoji, whitespace.
+const TOKENIZER_TEXTS: [&str; 10] = [
+    "Hello, world! 123 + 4567",
+    "café naïve résumé Ærøskøbing",
+    "日本語のテキスト、中文字符",
+    "rocket 🚀 and a thumbs-up 👍🏽",
+    "col1\tcol2\t\tcol3",
+    "line one\nline two\r\n\nlast line\n",
+    "   leading, inner   and trailing spaces   ",
+    "def forward(self, hidden_states):\n    return self.mixer(hidden_states)",
+    "text<|endoftext|>after the end-of-text token",
+    "mixed: ü 日本 🚀\tend\n",
+];
+
+// ---------------------------------------------------------------------------------------------
+// generate: greedy decoding against transformers
+
+/// Runs `generate --temp 0` on the decoded `greedy.json` prompt and compares the output with
+/// the prompt followed by transformers' 32 greedy tokens, decoded.
+fn check_greedy(fixture: &str, model: &Path) {
+    let tokenizer = hf_tokenizer(fixture);
+    let (prompt_ids, expected_ids) = greedy(fixture);
+    let prompt = hf_decode(&tokenizer, &prompt_ids);
+    assert_eq!(
+        hf_encode(&tokenizer, &prompt),
+        prompt_ids,
+        "{fixture}: the decoded prompt {prompt:?} does not encode back to the greedy.json ids"
+    );
+
+    let run = mamba_edge(["generate", "-m", path_str(model), "--temp", "0", "-n", "32", "--ignore-eos", &prompt]);
+    let stdout = run.success();
+    let expected = format!("{prompt}{}\n", hf_decode(&tokenizer, &expected_ids));
+    assert_eq!(stdout, expected, "{fixture}: greedy output of {}", model.display());
+    assert!(run.stderr.contains("generation: 32 tokens"), "{fixture}: {}", run.stderr);
+}
+
+#[test]
+fn greedy_matches_transformers() {
+    let dir = TempDir::new("greedy");
+    for fixture in FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        check_greedy(fixture, &model);
+    }
+}
+
+#[test]
+fn greedy_llamacpp_f32_matches() {
+    for fixture in FIXTURES {
+        check_greedy(fixture, &llamacpp_file(fixture, "llamacpp-f32.gguf"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// logits
+
+/// Runs `logits` with `extra` options on every sequence of the fixture and compares each row
+/// with transformers' logits.
+fn check_logits(fixture: &str, model: &Path, dir: &TempDir, extra: &[&str]) {
+    for (i, tokens) in sequences(fixture).iter().enumerate() {
+        let out = dir.join(&format!("{fixture}-{i}.npy"));
+        let token_list = id_list(tokens);
+        let mut args = vec!["logits", "-m", path_str(model), "--out", path_str(&out), "--tokens", &token_list];
+        args.extend(extra);
+        mamba_edge(args).success();
+
+        let got = read_npy(&out);
+        let reference = read_npy(&fixture_dir(fixture).join(format!("logits_{i}.npy")));
+        assert_eq!((got.rows, got.cols), (reference.rows, reference.cols), "{fixture} sequence {i} {extra:?}: shape");
+        for row in 0..got.rows {
+            let error = relative_l2(got.row(row), reference.row(row));
+            assert!(
+                error <= MAX_LOGITS_ERROR,
+                "{fixture} sequence {i} {extra:?}: row {row} has relative L2 error {error:.3e}"
+            );
+            assert_eq!(
+                argmax(got.row(row)),
+                argmax(reference.row(row)),
+                "{fixture} sequence {i} {extra:?}: argmax of row {row}"
+            );
+        }
+    }
+}
+
+#[test]
+fn logits_prefill_matches_reference() {
+    let dir = TempDir::new("prefill");
+    for fixture in FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        check_logits(fixture, &model, &dir, &[]);
+    }
+}
+
+#[test]
+fn logits_step_matches_reference() {
+    let dir = TempDir::new("step");
+    for fixture in FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        check_logits(fixture, &model, &dir, &["--step"]);
+    }
+}
+
+#[test]
+fn logits_batch_three_matches_reference() {
+    let dir = TempDir::new("batch3");
+    for fixture in FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        check_logits(fixture, &model, &dir, &["--batch", "3"]);
+    }
+}
+
+#[test]
+fn logits_huge_batch_matches_reference() {
+    // Chunks longer than the token list are never filled, so this must not allocate for
+    // 10^12 tokens.
+    let dir = TempDir::new("huge-batch");
+    let model = convert("odd", GgmlType::F32, &dir);
+    check_logits("odd", &model, &dir, &["--batch", "1000000000000"]);
+}
+
+#[test]
+fn logits_llamacpp_f32_matches_reference() {
+    let dir = TempDir::new("llamacpp-logits");
+    for fixture in FIXTURES {
+        let model = llamacpp_file(fixture, "llamacpp-f32.gguf");
+        check_logits(fixture, &model, &dir, &[]);
+    }
+}
+
+#[test]
+fn logits_bad_token_leaves_no_file() {
+    let dir = TempDir::new("bad-token");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let n_vocab = hf_config("tiny")["vocab_size"].as_u64().unwrap();
+
+    for mode in [None, Some("--step")] {
+        let out = dir.join("logits.npy");
+        let mut args = vec!["logits", "-m", path_str(&model), "--tokens", "5,4000,7", "--out", path_str(&out)];
+        args.extend(mode);
+        mamba_edge(&args).error(&["token id 4000", &format!("{n_vocab} tokens")]);
+        assert!(!out.exists(), "{mode:?}: a failed run left {}", out.display());
+        assert_eq!(dir.entries(), ["tiny-f32.gguf"], "{mode:?}: a failed run left files");
+
+        // An existing output file is left as it was.
+        std::fs::write(&out, b"old").unwrap();
+        mamba_edge(&args).error(&["token id 4000"]);
+        assert_eq!(std::fs::read(&out).unwrap(), b"old", "{mode:?}: a failed run changed the output file");
+        std::fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn logits_zero_batch_rejected() {
+    let dir = TempDir::new("zero-batch");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let out = dir.join("logits.npy");
+    let args = ["logits", "-m", path_str(&model), "--tokens", "1,2", "--batch", "0", "--out", path_str(&out)];
+    mamba_edge(args).error(&["--batch 0"]);
+    assert!(!out.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// tokenize
+
+/// Checks `tokenize` and `tokenize --pieces` against the fixture's `tokenizer.json`.
+fn check_tokenize(fixture: &str, model: &Path) {
+    let tokenizer = hf_tokenizer(fixture);
+    let model = path_str(model);
+    for text in TOKENIZER_TEXTS {
+        let expected = hf_encode(&tokenizer, text);
+
+        let stdout = mamba_edge(["tokenize", "-m", model, text]).success();
+        assert_eq!(stdout, format!("{}\n", id_list(&expected)), "{fixture} {model}: ids of {text:?}");
+
+        let stdout = mamba_edge(["tokenize", "-m", model, "--pieces", text]).success();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{fixture} {model}: --pieces lines for {text:?}");
+        for (line, &id) in lines.iter().zip(&expected) {
+            let piece = tokenizer.id_to_token(id).unwrap();
+            assert_eq!(*line, format!("{id}\t{piece:?}"), "{fixture} {model}: --pieces of {text:?}");
+        }
+    }
+}
+
+#[test]
+fn tokenize_matches_hf_tokenizer() {
+    let dir = TempDir::new("tokenize");
+    for fixture in FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        check_tokenize(fixture, &model);
+    }
+}
+
+#[test]
+fn tokenize_llamacpp_matches_hf_tokenizer() {
+    for fixture in FIXTURES {
+        check_tokenize(fixture, &llamacpp_file(fixture, "llamacpp-f32.gguf"));
+    }
+    // The converter's default output for `odd` pads the token list to 336 entries.
+    check_tokenize("odd", &llamacpp_file("odd", "llamacpp-f32-vocab336.gguf"));
+}
+
+#[test]
+fn tokenize_sources_match_each_other() {
+    // The embedded tokenizer.json and the rebuilt one must agree on longer, mixed text too.
+    let dir = TempDir::new("tokenize-sources");
+    let text = TOKENIZER_TEXTS.join(" ");
+    for fixture in FIXTURES {
+        let ours = convert(fixture, GgmlType::Q8_0, &dir);
+        let theirs = llamacpp_file(fixture, "llamacpp-f32.gguf");
+        let a = mamba_edge(["tokenize", "-m", path_str(&ours), &text]).success();
+        let b = mamba_edge(["tokenize", "-m", path_str(&theirs), &text]).success();
+        assert_eq!(a, b, "{fixture}: embedded and rebuilt tokenizers differ");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// generate: saved state
+
+/// Runs greedy `generate` with `extra` arguments and returns stdout.
+fn greedy_run(model: &Path, n: usize, extra: &[&str]) -> String {
+    let n = n.to_string();
+    let mut args = vec!["generate", "-m", path_str(model), "--temp", "0", "-n", &n, "--ignore-eos"];
+    args.extend(extra);
+    mamba_edge(args).success()
+}
+
+#[test]
+fn state_resume_matches_one_run() {
+    let dir = TempDir::new("state-resume");
+    for fixture in FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        let prompt = "    def forward(self, x):";
+        let state = dir.join(&format!("{fixture}.state"));
+
+        let full = greedy_run(&model, 32, &[prompt]);
+        let first = greedy_run(&model, 0, &["--state-out", path_str(&state), prompt]);
+        assert_eq!(first, format!("{prompt}\n"), "{fixture}: -n 0 prints only the prompt");
+        let rest = greedy_run(&model, 32, &["--state-in", path_str(&state)]);
+        assert_eq!(format!("{prompt}{rest}"), full, "{fixture}: resumed run differs from one run");
+    }
+}
+
+#[test]
+fn state_after_generation_continues() {
+    // A state saved after generating k tokens continues with token k + 1. The texts are
+    // compared where decoding the two parts separately gives the same text as decoding all.
+    let dir = TempDir::new("state-continue");
+    let fixture = "tiny";
+    let tokenizer = hf_tokenizer(fixture);
+    let model = convert(fixture, GgmlType::F32, &dir);
+    let (prompt_ids, generated) = greedy(fixture);
+    let prompt = hf_decode(&tokenizer, &prompt_ids);
+    let whole = hf_decode(&tokenizer, &generated);
+    let split = (8..generated.len())
+        .find(|&k| hf_decode(&tokenizer, &generated[..k]) + &hf_decode(&tokenizer, &generated[k..]) == whole)
+        .expect("a split point where the text splits cleanly");
+    let state = dir.join("tiny.state");
+
+    let first = greedy_run(&model, split, &["--state-out", path_str(&state), &prompt]);
+    let rest = greedy_run(&model, 32 - split, &["--state-in", path_str(&state)]);
+    let first = first.strip_suffix('\n').expect("output ends with a newline");
+    assert_eq!(format!("{first}{rest}"), format!("{prompt}{whole}\n"), "split after {split} tokens");
+}
+
+#[test]
+fn state_from_other_model_rejected() {
+    let dir = TempDir::new("state-other");
+    let tiny = convert("tiny", GgmlType::F32, &dir);
+    let odd = convert("odd", GgmlType::F32, &dir);
+    let state = dir.join("tiny.state");
+    greedy_run(&tiny, 0, &["--state-out", path_str(&state), "hello"]);
+
+    let run = mamba_edge(["generate", "-m", path_str(&odd), "--state-in", path_str(&state)]);
+    run.error(&[path_str(&state), "saved for a model with", "use the same model file"]);
+    assert!(run.stdout.is_empty(), "nothing is printed before the state is checked");
+}
+
+#[test]
+fn damaged_state_rejected() {
+    let dir = TempDir::new("state-damaged");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let state = dir.join("tiny.state");
+    greedy_run(&model, 0, &["--state-out", path_str(&state), "hello"]);
+    let bytes = std::fs::read(&state).unwrap();
+
+    let damaged = dir.join("damaged.state");
+    let load = |content: &[u8]| -> Run {
+        std::fs::write(&damaged, content).unwrap();
+        mamba_edge(["generate", "-m", path_str(&model), "--state-in", path_str(&damaged)])
+    };
+    let path = path_str(&damaged);
+
+    load(&bytes[..bytes.len() / 2]).error(&[path, "truncated"]);
+    load(&bytes[..10]).error(&[path, "truncated"]);
+    load(&[]).error(&[path, "truncated"]);
+    load(&std::fs::read(&model).unwrap()).error(&[path, "bad magic"]);
+
+    let mut flipped = bytes.clone();
+    *flipped.last_mut().unwrap() ^= 0x40;
+    load(&flipped).error(&[path, "checksum"]);
+
+    let missing = dir.join("missing.state");
+    mamba_edge(["generate", "-m", path_str(&model), "--state-in", path_str(&missing)]).error(&[path_str(&missing)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// generate: sampling and streaming
+
+fn sample_run(model: &Path, seed: u64, n: usize) -> Run {
+    let (seed, n) = (seed.to_string(), n.to_string());
+    let model = path_str(model);
+    mamba_edge([
+        "generate", "-m", model, "--temp", "1.5", "--top-k", "0", "--top-p", "1", "--min-p", "0", "--seed", &seed,
+        "-n", &n, "--ignore-eos", "naïve 日本 🚀",
+    ])
+}
+
+#[test]
+fn sampled_output_is_valid_utf8() {
+    // At temperature 1.5 with no cut-offs the random models emit many single-byte tokens, so
+    // the streamed bytes contain partial and invalid UTF-8 sequences.
+    let dir = TempDir::new("utf8");
+    for fixture in FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        for seed in [1, 2, 3] {
+            let run = sample_run(&model, seed, 400);
+            let stdout = run.success();
+            assert!(stdout.starts_with("naïve 日本 🚀"), "{fixture} seed {seed}: {stdout:?}");
+            assert!(stdout.ends_with('\n'), "{fixture} seed {seed}");
+            assert!(run.stderr.contains("generation: 400 tokens"), "{fixture} seed {seed}: {}", run.stderr);
+        }
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let dir = TempDir::new("seed");
+    let model = convert("quant", GgmlType::F32, &dir);
+    let first = sample_run(&model, 42, 100).success();
+    let again = sample_run(&model, 42, 100).success();
+    let other = sample_run(&model, 43, 100).success();
+    assert_eq!(first, again, "the same seed gives the same text");
+    assert_ne!(first, other, "another seed gives other text");
+}
+
+#[test]
+fn closed_stdout_stops_generation() {
+    // With the reader gone, generation must stop at the next write instead of running all
+    // 10^9 tokens, and exit quietly.
+    let dir = TempDir::new("pipe");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let mut child = Command::new(common::binary())
+        .args(["generate", "-m", path_str(&model), "-n", "1000000000", "--ignore-eos", "hello"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("generate kept running after its stdout was closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{status}: {stderr}");
+}
+
+#[test]
+fn closed_stdout_does_not_panic() {
+    let dir = TempDir::new("pipe-info");
+    let model = convert("odd", GgmlType::F32, &dir);
+    let model = path_str(&model);
+    let long_text = "token ".repeat(20_000);
+    let commands: [Vec<&str>; 3] = [
+        vec!["info", "-m", model],
+        vec!["tokenize", "-m", model, "--pieces", &long_text],
+        vec!["bench", "-m", model, "-p", "4", "-n", "2"],
+    ];
+    for args in commands {
+        let mut child = Command::new(common::binary())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(output.status.success(), "{args:?}: {}: {stderr}", output.status);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors
+
+#[test]
+fn missing_model_file_rejected() {
+    let dir = TempDir::new("missing");
+    let missing = dir.join("no-such-model.gguf");
+    let path = path_str(&missing);
+    let out = dir.join("out.npy");
+    let commands: [Vec<&str>; 5] = [
+        vec!["generate", "-m", path, "hello"],
+        vec!["logits", "-m", path, "--tokens", "1", "--out", path_str(&out)],
+        vec!["tokenize", "-m", path, "hello"],
+        vec!["info", "-m", path],
+        vec!["bench", "-m", path, "-p", "4", "-n", "2"],
+    ];
+    for args in commands {
+        mamba_edge(&args).error(&[path, "No such file"]);
+    }
+}
+
+#[test]
+fn non_gguf_file_rejected() {
+    let dir = TempDir::new("not-gguf");
+    let text = dir.join("notes.gguf");
+    std::fs::write(&text, "hello, this is plain text and not a model\n").unwrap();
+    let path = path_str(&text);
+    mamba_edge(["generate", "-m", path, "hello"]).error(&[path, "GGUF"]);
+    mamba_edge(["info", "-m", path]).error(&[path, "GGUF"]);
+    mamba_edge(["tokenize", "-m", path, "hello"]).error(&[path, "GGUF"]);
+
+    let empty = dir.join("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    let path = path_str(&empty);
+    mamba_edge(["info", "-m", path]).error(&[path]);
+}
+
+#[test]
+fn truncated_gguf_rejected() {
+    let dir = TempDir::new("truncated");
+    for source in [convert("tiny", GgmlType::F32, &dir), llamacpp_file("quant", "llamacpp-q8_0.gguf")] {
+        let bytes = std::fs::read(&source).unwrap();
+        let half = dir.join("half.gguf");
+        std::fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
+        let path = path_str(&half);
+        mamba_edge(["generate", "-m", path, "hello"]).error(&[path, "truncated"]);
+        mamba_edge(["info", "-m", path]).error(&[path, "truncated"]);
+        mamba_edge(["tokenize", "-m", path, "hello"]).error(&[path, "truncated"]);
+        mamba_edge(["bench", "-m", path, "-p", "4", "-n", "2"]).error(&[path, "truncated"]);
+    }
+}
+
+#[test]
+fn directory_model_rejected() {
+    let dir = TempDir::new("directory");
+    let path = path_str(dir.path());
+    mamba_edge(["info", "-m", path]).error(&[path, "is a directory"]);
+    mamba_edge(["generate", "-m", path, "hello"]).error(&[path, "is a directory"]);
+}
+
+#[test]
+fn empty_prompt_rejected() {
+    let dir = TempDir::new("empty-prompt");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let run = mamba_edge(["generate", "-m", path_str(&model), ""]);
+    run.error(&["prompt \"\"", "--state-in"]);
+    assert!(run.stdout.is_empty());
+    mamba_edge(["generate", "-m", path_str(&model)]).error(&["prompt \"\""]);
+}
+
+#[test]
+fn bad_sampling_options_rejected() {
+    let dir = TempDir::new("sampling-options");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let model = path_str(&model);
+    let cases: [(&[&str], &str); 9] = [
+        (&["--top-p", "2"], "--top-p 2"),
+        (&["--top-p", "-0.5"], "--top-p -0.5"),
+        (&["--temp", "nan"], "--temp NaN"),
+        (&["--temp", "inf"], "--temp inf"),
+        (&["--temp", "-1"], "--temp -1"),
+        (&["--min-p", "1.5"], "--min-p 1.5"),
+        (&["--repeat-penalty", "0"], "--repeat-penalty 0"),
+        (&["--repeat-penalty", "-2"], "--repeat-penalty -2"),
+        (&["--threads", "0"], "--threads 0"),
+    ];
+    for (options, needle) in cases {
+        let mut args = vec!["generate", "-m", model];
+        args.extend(options);
+        args.push("hello");
+        let run = mamba_edge(&args);
+        run.error(&[needle]);
+        assert!(run.stdout.is_empty(), "{options:?}: nothing is generated");
+    }
+}
+
+#[test]
+fn bench_zero_values_rejected() {
+    let dir = TempDir::new("bench-zero");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let model = path_str(&model);
+    mamba_edge(["bench", "-m", model, "-p", "0"]).error(&["--n-prompt 0"]);
+    mamba_edge(["bench", "-m", model, "-p", "4", "--batch", "0"]).error(&["--batch 0"]);
+    mamba_edge(["bench", "-m", model, "-p", "4", "--threads", "0"]).error(&["--threads 0"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// info and bench
+
+/// Checks that `info` names every tensor of the file with its type, and the hyperparameters
+/// of the fixture's config.
+fn check_info(fixture: &str, model: &Path) {
+    let stdout = mamba_edge(["info", "-m", path_str(model)]).success();
+    let bytes = std::fs::read(model).unwrap();
+    let gguf = mamba_core::gguf::Gguf::parse(&bytes).unwrap();
+    for tensor in gguf.tensors() {
+        let line = stdout
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(tensor.name))
+            .unwrap_or_else(|| panic!("{fixture}: info lacks tensor {}:\n{stdout}", tensor.name));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[1], tensor.dtype.name(), "{fixture}: type of {}", tensor.name);
+        assert_eq!(fields.last(), Some(&tensor.data.len().to_string().as_str()), "{fixture}: bytes of {}", tensor.name);
+    }
+
+    let config = hf_config(fixture);
+    let value = |key: &str| config[key].as_u64().unwrap_or_else(|| panic!("{fixture}: config.json lacks {key}"));
+    let hyperparameters = [
+        ("d_model", value("hidden_size")),
+        ("n_layer", value("num_hidden_layers")),
+        ("d_inner", value("intermediate_size")),
+        ("d_state", value("state_size")),
+        ("dt_rank", value("time_step_rank")),
+        ("d_conv", value("conv_kernel")),
+        ("n_vocab", value("vocab_size")),
+    ];
+    for (name, expected) in hyperparameters {
+        assert!(stdout.contains(&format!("{name} {expected} ")), "{fixture}: info lacks {name} {expected}:\n{stdout}");
+    }
+    let eps = config["layer_norm_epsilon"].as_f64().unwrap();
+    assert!(stdout.contains(&format!("rms_eps {:e}", eps as f32)), "{fixture}: rms_eps {eps}:\n{stdout}");
+    assert!(stdout.contains("architecture: mamba"), "{fixture}:\n{stdout}");
+}
+
+#[test]
+fn info_lists_tensors_and_hyperparameters() {
+    let dir = TempDir::new("info");
+    for fixture in FIXTURES {
+        check_info(fixture, &convert(fixture, GgmlType::Q8_0, &dir));
+        check_info(fixture, &llamacpp_file(fixture, "llamacpp-f32.gguf"));
+    }
+    check_info("tiny", &llamacpp_file("tiny", "llamacpp-q4_0.gguf"));
+}
+
+#[test]
+fn bench_prints_json_report() {
+    let dir = TempDir::new("bench");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let stdout = mamba_edge(["bench", "-m", path_str(&model), "-p", "16", "-n", "8", "--json"]).success();
+    assert_eq!(stdout.lines().count(), 1, "one JSON object on one line:\n{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench --json prints JSON");
+
+    for key in ["prompt_tokens_per_second", "generation_tokens_per_second"] {
+        let speed = report[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number: {report}"));
+        assert!(speed > 0.0, "{key} = {speed}");
+        assert!(speed.is_finite(), "{key} = {speed}");
+    }
+    if cfg!(target_os = "linux") {
+        let rss = report["peak_rss_bytes"].as_u64().unwrap_or_else(|| panic!("peak_rss_bytes: {report}"));
+        assert!(rss > 1 << 20, "peak RSS of {rss} bytes is implausibly small");
+    } else {
+        assert!(report.get("peak_rss_bytes").is_some(), "{report}");
+    }
+    assert_eq!(report["n_prompt"], 16);
+    assert_eq!(report["n_gen"], 8);
+    assert_eq!(report["model"], path_str(&model));
+}
+
+#[test]
+fn bench_json_escapes_model_path() {
+    // Quotes, backslashes and control characters in the path must still give valid JSON.
+    let dir = TempDir::new("bench-path");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let odd_name = dir.join("a \"quoted\" \\ name\twith\u{1b}escape.gguf");
+    std::fs::rename(&model, &odd_name).unwrap();
+    let stdout = mamba_edge(["bench", "-m", path_str(&odd_name), "-p", "4", "-n", "0", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench --json prints JSON");
+    assert_eq!(report["model"], path_str(&odd_name));
+    assert_eq!(report["generation_tokens_per_second"], 0.0, "no tokens were generated");
+}
