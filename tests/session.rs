@@ -144,3 +144,17 @@ fn reset_starts_a_new_sequence() {
     assert!(session.logits().is_none());
     assert_eq!(session.prefill(tokens).unwrap(), first.as_slice());
 }
+
+#[test]
+fn huge_batch_is_clamped() {
+    let (fixture, bytes) = tiny_f32();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let tokens = &fixture.sequences[0];
+    let mut clamped = Session::with_max_batch(&model, usize::MAX);
+    let mut default = Session::new(&model);
+    let a = clamped.prefill(tokens).unwrap().to_vec();
+    let b = default.prefill(tokens).unwrap();
+    assert!(relative_l2(&a, b) <= SAME_PATH_TOLERANCE);
+    let mut zero = Session::with_max_batch(&model, 0);
+    assert!(relative_l2(zero.prefill(tokens).unwrap(), b) <= SAME_PATH_TOLERANCE);
+}

@@ -19,6 +19,9 @@ use crate::ops::ssm_scan::{ScanInputs, selective_scan};
 
 /// Default number of prompt tokens per forward chunk.
 pub const DEFAULT_MAX_BATCH: usize = 64;
+/// Largest accepted chunk size; larger requests are capped to it. Beyond a few hundred tokens
+/// a bigger chunk only costs scratch memory.
+pub const MAX_BATCH_LIMIT: usize = 4096;
 
 /// Offsets of the per-chunk buffers inside the scratch slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,21 +41,29 @@ pub struct ScratchLayout {
 }
 
 impl ScratchLayout {
-    /// Computes the layout for chunks of up to `max_batch` tokens (at least 1).
+    /// Computes the layout for chunks of up to `max_batch` tokens, clamped to
+    /// `1..=MAX_BATCH_LIMIT`. Offsets saturate instead of overflowing, so a model too large
+    /// for the address space gives a length no buffer can satisfy.
     pub const fn new(c: &Config, max_batch: usize) -> Self {
-        let t = if max_batch == 0 { 1 } else { max_batch };
+        let t = if max_batch == 0 {
+            1
+        } else if max_batch > MAX_BATCH_LIMIT {
+            MAX_BATCH_LIMIT
+        } else {
+            max_batch
+        };
         let dbc_width = c.dt_rank + 2 * c.d_state;
         let hidden = 0;
-        let normed = hidden + t * c.d_model;
-        let xz = normed + t * c.d_model;
-        let xc = xz + t * 2 * c.d_inner;
-        let dbc = xc + t * c.d_inner;
-        let dt_in = dbc + t * dbc_width;
-        let dt = dt_in + t * c.dt_rank;
-        let y = dt + t * c.d_inner;
-        let out = y + t * c.d_inner;
-        let logits = out + t * c.d_model;
-        let len = logits + c.n_vocab;
+        let normed = add(hidden, mul(t, c.d_model));
+        let xz = add(normed, mul(t, c.d_model));
+        let xc = add(xz, mul(t, mul(2, c.d_inner)));
+        let dbc = add(xc, mul(t, c.d_inner));
+        let dt_in = add(dbc, mul(t, dbc_width));
+        let dt = add(dt_in, mul(t, c.dt_rank));
+        let y = add(dt, mul(t, c.d_inner));
+        let out = add(y, mul(t, c.d_inner));
+        let logits = add(out, mul(t, c.d_model));
+        let len = add(logits, c.n_vocab);
         Self { max_batch: t, hidden, normed, xz, xc, dbc, dt_in, dt, y, out, logits, len }
     }
 
@@ -70,6 +81,14 @@ impl ScratchLayout {
     pub const fn max_batch(&self) -> usize {
         self.max_batch
     }
+}
+
+const fn add(a: usize, b: usize) -> usize {
+    a.saturating_add(b)
+}
+
+const fn mul(a: usize, b: usize) -> usize {
+    a.saturating_mul(b)
 }
 
 /// Magic at the start of saved session state.
