@@ -37,9 +37,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct InfoArgs {
-    /// GGUF model file.
+    /// GGUF model file; the built-in default model when omitted.
     #[arg(short, long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Logits(args) => commands::logits::run(&args),
         Command::Tokenize(args) => commands::tokenize::run(&args),
-        Command::Info(args) => commands::info::run(&args.model),
+        Command::Info(args) => commands::info::run(args.model.as_deref()),
         Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
@@ -61,4 +61,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The temporary name an output file is written under before it is renamed into place:
+/// the full file name plus `.partial`, so no other file's name can collide with it.
+fn partial_path(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
 }

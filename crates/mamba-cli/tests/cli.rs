@@ -615,3 +615,23 @@ fn bench_json_escapes_model_path() {
     assert_eq!(report["model"], path_str(&odd_name));
     assert_eq!(report["generation_tokens_per_second"], 0.0, "no tokens were generated");
 }
+
+#[test]
+fn default_model_runs_from_any_directory() {
+    let cwd = std::env::temp_dir();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(common::binary()).args(args).current_dir(&cwd).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "mamba-edge {args:?} failed:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    let text = run(&["generate", "def fibonacci(n):", "-n", "8", "--temp", "0"]);
+    assert!(text.starts_with("def fibonacci(n):"), "{text}");
+
+    let info = run(&["info"]);
+    let shipped = std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/default/model.gguf")).unwrap();
+    assert!(info.contains("<built-in default model>"), "{info}");
+    assert!(info.contains(&format!("({} bytes", shipped.len())), "the built-in model is the shipped file:\n{info}");
+}

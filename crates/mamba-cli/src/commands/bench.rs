@@ -13,9 +13,9 @@ use crate::model_file::ModelFile;
 /// Arguments of `bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF model file.
+    /// GGUF model file; the built-in default model when omitted.
     #[arg(short, long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Prompt length in tokens.
     #[arg(short = 'p', long, default_value_t = 512)]
     pub n_prompt: usize,
@@ -40,7 +40,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             return Err(CliError::Usage(format!("{option} {value} is invalid: it must be at least 1")));
         }
     }
-    let file = ModelFile::open(&args.model)?;
+    let file = ModelFile::open_or_default(args.model.as_deref())?;
     let model = file.model()?;
     let n_vocab = model.config.n_vocab as u32;
     // The scratch buffers grow with the chunk size, and chunks longer than the prompt are
@@ -65,7 +65,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         let report = serde_json::json!({
-            "model": args.model.display().to_string(),
+            "model": file.path().display().to_string(),
             "n_prompt": args.n_prompt,
             "n_gen": args.n_gen,
             "threads": args.threads,
@@ -75,13 +75,13 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         });
         writeln!(out, "{report}")
     } else {
-        print_text(&mut out, args, pp, tg, rss)
+        print_text(&mut out, file.path(), args, pp, tg, rss)
     };
     written.map_err(CliError::Stdout)
 }
 
-fn print_text(out: &mut impl Write, args: &Args, pp: f64, tg: f64, rss: Option<u64>) -> std::io::Result<()> {
-    writeln!(out, "model: {}", args.model.display())?;
+fn print_text(out: &mut impl Write, model: &std::path::Path, args: &Args, pp: f64, tg: f64, rss: Option<u64>) -> std::io::Result<()> {
+    writeln!(out, "model: {}", model.display())?;
     writeln!(out, "prompt:     {:>6} tokens  {:>10.2} tokens/s", args.n_prompt, pp)?;
     writeln!(out, "generation: {:>6} tokens  {:>10.2} tokens/s", args.n_gen, tg)?;
     match rss {

@@ -16,9 +16,9 @@ use crate::tokenizer::ModelTokenizer;
 pub struct Args {
     /// Prompt text. May be omitted with --state-in, to continue from the saved state.
     pub prompt: Option<String>,
-    /// GGUF model file.
+    /// GGUF model file; the built-in default model when omitted.
     #[arg(short, long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Maximum number of tokens to generate.
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     pub n_predict: usize,
@@ -58,7 +58,7 @@ pub struct Args {
 /// Runs the prompt, then samples and prints tokens until EOS or `-n`.
 pub fn run(args: &Args) -> Result<(), CliError> {
     check_args(args)?;
-    let file = ModelFile::open(&args.model)?;
+    let file = ModelFile::open_or_default(args.model.as_deref())?;
     let model = file.model()?;
     let tokenizer = ModelTokenizer::from_gguf(&model.gguf, file.path())?;
     let mut session = Session::new(&model);
@@ -178,7 +178,7 @@ fn rate(tokens: usize, seconds: f64) -> f64 {
 
 /// Writes through a temporary file so a failure never leaves a partial state file.
 fn write_state(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
-    let tmp = path.with_extension("partial");
+    let tmp = crate::partial_path(path);
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     result.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);

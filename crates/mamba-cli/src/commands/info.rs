@@ -10,8 +10,9 @@ use crate::model_file::ModelFile;
 use crate::tokenizer::ModelTokenizer;
 
 /// Prints the architecture, hyperparameters, tensor table and tokenizer summary.
-pub fn run(path: &Path) -> Result<(), CliError> {
-    let file = ModelFile::open(path)?;
+pub fn run(path: Option<&Path>) -> Result<(), CliError> {
+    let file = ModelFile::open_or_default(path)?;
+    let path = file.path();
     let model = file.model()?;
     let tokenizer = ModelTokenizer::from_gguf(&model.gguf, path);
     print_info(&mut std::io::stdout().lock(), &file, &model, &tokenizer).map_err(CliError::Stdout)

@@ -13,9 +13,9 @@ use crate::npy;
 /// Arguments of `logits`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF model file.
+    /// GGUF model file; the built-in default model when omitted.
     #[arg(short, long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Comma-separated token ids, for example `1,2,3`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub tokens: Vec<u32>,
@@ -32,7 +32,7 @@ pub struct Args {
 
 /// Runs the model over the tokens and writes every position's logits.
 pub fn run(args: &Args) -> Result<(), CliError> {
-    let file = ModelFile::open(&args.model)?;
+    let file = ModelFile::open_or_default(args.model.as_deref())?;
     let model = file.model()?;
     let n_vocab = model.config.n_vocab;
     if args.batch == 0 {
@@ -55,7 +55,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     }
 
     // Write to a temporary file and rename, so a failed run leaves no partial output.
-    let tmp = args.out.with_extension("npy.partial");
+    let tmp = crate::partial_path(&args.out);
     let write = |path: &PathBuf| -> std::io::Result<()> {
         let mut out = BufWriter::new(File::create(path)?);
         npy::write_f32_2d(&mut out, args.tokens.len(), n_vocab, &all)?;

@@ -10,9 +10,9 @@ use crate::tokenizer::ModelTokenizer;
 /// Arguments of `tokenize`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF model file.
+    /// GGUF model file; the built-in default model when omitted.
     #[arg(short, long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Also print each token's text piece.
     #[arg(long)]
     pub pieces: bool,
@@ -22,9 +22,9 @@ pub struct Args {
 
 /// Prints the ids on one line, comma-separated, or one `id<TAB>piece` line per token.
 pub fn run(args: &Args) -> Result<(), CliError> {
-    let file = ModelFile::open(&args.model)?;
+    let file = ModelFile::open_or_default(args.model.as_deref())?;
     let gguf = mamba_core::gguf::Gguf::parse(file.bytes())
-        .map_err(|e| CliError::model(&args.model, e))?;
+        .map_err(|e| CliError::model(file.path(), e))?;
     let tokenizer = ModelTokenizer::from_gguf(&gguf, file.path())?;
     let ids = tokenizer.encode(&args.text)?;
 
