@@ -33,6 +33,9 @@ enum Command {
     Info(InfoArgs),
     /// Measure prompt and generation speed and peak memory.
     Bench(commands::bench::Args),
+    /// Compute perplexity and bits per byte over a text file, and optionally the KL
+    /// divergence from a reference model.
+    Perplexity(commands::perplexity::Args),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => commands::tokenize::run(&args),
         Command::Info(args) => commands::info::run(args.model.as_deref()),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Perplexity(args) => commands::perplexity::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

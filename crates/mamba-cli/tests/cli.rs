@@ -635,3 +635,92 @@ fn default_model_runs_from_any_directory() {
     assert!(info.contains("<built-in default model>"), "{info}");
     assert!(info.contains(&format!("({} bytes", shipped.len())), "the built-in model is the shipped file:\n{info}");
 }
+
+/// Mean negative log-likelihood of each next token, from a logits matrix, in f64.
+fn mean_nll(logits: &common::Matrix, ids: &[u32]) -> f64 {
+    let mut total = 0.0f64;
+    for (row, &next) in ids[1..].iter().enumerate() {
+        let values = logits.row(row);
+        let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = values.iter().map(|&v| (v as f64 - max).exp()).sum();
+        total += max + sum.ln() - values[next as usize] as f64;
+    }
+    total / (ids.len() - 1) as f64
+}
+
+#[test]
+fn perplexity_matches_logits() {
+    let dir = TempDir::new("perplexity");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let text = "def add(a, b):\n    return a + b\n\nprint(add(2, 3))  # five\n";
+    let text_path = dir.join("text.py");
+    std::fs::write(&text_path, text).unwrap();
+
+    // The reference: logits of the same tokens, scored in the test.
+    let ids = common::hf_tokenizer("tiny").encode(text, false).unwrap().get_ids().to_vec();
+    let npy = dir.join("text.npy");
+    mamba_edge(["logits", "-m", path_str(&model), "--tokens", &id_list(&ids), "--out", path_str(&npy)]).success();
+    let expected = mean_nll(&read_npy(&npy), &ids);
+
+    let out = mamba_edge(["perplexity", "-m", path_str(&model), "-f", path_str(&text_path), "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["tokens"], ids.len());
+    assert_eq!(report["scored_tokens"], ids.len() - 1);
+    assert_eq!(report["bytes"], text.len());
+    let nll = report["nll_per_token"].as_f64().unwrap();
+    assert!((nll - expected).abs() <= 1e-4 * expected, "nll per token {nll} vs {expected} from logits");
+    let ppl = report["perplexity"].as_f64().unwrap();
+    assert!((ppl.ln() - expected).abs() <= 1e-4 * expected, "perplexity {ppl}");
+    let bpb = report["bits_per_byte"].as_f64().unwrap();
+    let expected_bpb = expected / std::f64::consts::LN_2 * ids.len() as f64 / text.len() as f64;
+    assert!((bpb - expected_bpb).abs() <= 1e-4 * expected_bpb, "bits per byte {bpb} vs {expected_bpb}");
+}
+
+#[test]
+fn perplexity_windows_and_kl() {
+    let dir = TempDir::new("perplexity-kl");
+    let f32_model = convert("quant", GgmlType::F32, &dir);
+    let q8_model = convert("quant", GgmlType::Q8_0, &dir);
+    let text: String = (0..40).map(|i| format!("value_{i} = {i} * 3\n")).collect();
+    let text_path = dir.join("text.py");
+    std::fs::write(&text_path, &text).unwrap();
+    let n_tokens = common::hf_tokenizer("quant").encode(text.as_str(), false).unwrap().get_ids().len();
+
+    // Windows of 16 tokens: the first token of each window is not scored.
+    let run = |model: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["perplexity", "-m", path_str(model), "-f", path_str(&text_path), "--json"];
+        args.extend(extra);
+        serde_json::from_str(mamba_edge(args).success().trim()).unwrap()
+    };
+    let windowed = run(&f32_model, &["--ctx", "16"]);
+    assert_eq!(windowed["scored_tokens"], n_tokens - n_tokens.div_ceil(16));
+
+    // A model compared with itself diverges by nothing.
+    let same = run(&f32_model, &["--kl-base", path_str(&f32_model)]);
+    assert_eq!(same["mean_kl"].as_f64().unwrap(), 0.0);
+    assert_eq!(same["top1_agreement"].as_f64().unwrap(), 1.0);
+
+    // Q8_0 against F32: a small positive divergence, and the reference perplexity is the F32 one.
+    let q8 = run(&q8_model, &["--kl-base", path_str(&f32_model)]);
+    let kl = q8["mean_kl"].as_f64().unwrap();
+    assert!(kl > 0.0 && kl < 0.1, "mean KL {kl}");
+    let whole = run(&f32_model, &[]);
+    assert_eq!(q8["base_perplexity"], whole["perplexity"]);
+}
+
+#[test]
+fn perplexity_rejects_bad_input() {
+    let dir = TempDir::new("perplexity-bad");
+    let model = convert("tiny", GgmlType::F32, &dir);
+    let other = convert("odd", GgmlType::F32, &dir);
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let invalid = dir.join("invalid.txt");
+    std::fs::write(&invalid, b"abc\xff\xfe def").unwrap();
+
+    mamba_edge(["perplexity", "-m", path_str(&model), "-f", path_str(&empty)]).error(&["empty.txt"]);
+    mamba_edge(["perplexity", "-m", path_str(&model), "-f", path_str(&invalid)]).error(&["UTF-8"]);
+    mamba_edge(["perplexity", "-m", path_str(&model), "-f", "/nonexistent/text.txt"]).error(&["/nonexistent/text.txt"]);
+    mamba_edge(["perplexity", "-m", path_str(&model), "-f", path_str(&empty), "--kl-base", path_str(&other)])
+        .error(&["333", "312"]);
+}
