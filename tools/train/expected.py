@@ -20,6 +20,7 @@ one call per token); `mamba-edge generate --temp 0` must print the same text.
 import argparse
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,16 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
+def to_json(value: dict) -> str:
+    """Format as indented JSON with each list of token ids on one line."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+
+    def one_line(match: re.Match) -> str:
+        return "[" + ", ".join(re.findall(r"\d+", match.group(0))) + "]"
+
+    return re.sub(r"\[[0-9,\s]*\]", one_line, text) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="model directory under models/, for example micro or default")
@@ -151,8 +162,8 @@ def main() -> None:
             "first_difference_from_reference": first_difference(q8_ids, reference_ids),
         },
     }
-    (model_dir / "expected.json").write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n")
-    print(json.dumps(expected, indent=2, ensure_ascii=False))
+    (model_dir / "expected.json").write_text(to_json(expected))
+    print(to_json(expected), end="")
 
 
 if __name__ == "__main__":
