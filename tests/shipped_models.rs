@@ -1,0 +1,90 @@
+//! The models shipped in `models/` load, and their greedy continuation of a fixed prompt is
+//! the one recorded by `tools/train/expected.py`.
+//!
+//! `expected.json` holds the prompt's token ids, the 48 greedy tokens `transformers` generates
+//! from the shipped checkpoint (`hf/`, run in float32), and the tokens our engine generated
+//! from the shipped Q8_0 file when the model was made.
+
+use std::path::{Path, PathBuf};
+
+use mamba_core::sampling::argmax;
+use mamba_core::{GgmlType, Model, Session};
+
+/// The shipped models.
+const MODELS: [&str; 1] = ["micro"];
+
+fn model_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name)
+}
+
+fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value.as_array().expect("an array of token ids").iter().map(|v| v.as_u64().unwrap() as u32).collect()
+}
+
+/// Greedy continuation of `prompt` for `n` tokens.
+fn greedy(model: &Model<'_>, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut session = Session::new(model);
+    let mut next = argmax(session.prefill(prompt).unwrap());
+    let mut out = vec![next];
+    while out.len() < n {
+        next = argmax(session.step(next).unwrap());
+        out.push(next);
+    }
+    out
+}
+
+struct Expected {
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    transformers: Vec<u32>,
+    engine_q8_0: Vec<u32>,
+}
+
+fn expected(name: &str) -> Expected {
+    let path = model_dir(name).join("expected.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    Expected {
+        prompt: json["prompt"].as_str().unwrap().to_string(),
+        prompt_ids: ids(&json["prompt_token_ids"]),
+        transformers: ids(&json["generated_token_ids"]),
+        engine_q8_0: ids(&json["engine_q8_0"]["generated_token_ids"]),
+    }
+}
+
+#[test]
+fn shipped_q8_0_files_continue_as_recorded() {
+    for name in MODELS {
+        let e = expected(name);
+        let bytes = std::fs::read(model_dir(name).join("model.gguf")).unwrap();
+        let model = Model::from_bytes(&bytes).unwrap_or_else(|err| panic!("{name}: {err}"));
+        let got = greedy(&model, &e.prompt_ids, e.engine_q8_0.len());
+        assert_eq!(got, e.engine_q8_0, "{name}: greedy continuation of the shipped Q8_0 file");
+    }
+}
+
+#[test]
+fn shipped_checkpoints_match_transformers() {
+    for name in MODELS {
+        let e = expected(name);
+        let out_dir = mamba_edge_tests::temp_dir(&format!("shipped-{name}"));
+        let out = out_dir.join("model.gguf");
+        let options = mamba_quantize::Options { input: model_dir(name).join("hf"), output: out.clone(), target: GgmlType::F32 };
+        mamba_quantize::convert(&options, &mut mamba_quantize::NoProgress).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let model = Model::from_bytes(&bytes).unwrap();
+        let got = greedy(&model, &e.prompt_ids, e.transformers.len());
+        assert_eq!(got, e.transformers, "{name}: F32 greedy continuation differs from transformers");
+    }
+}
+
+#[test]
+fn shipped_tokenizers_encode_the_prompt() {
+    for name in MODELS {
+        let e = expected(name);
+        let tokenizer = tokenizers::Tokenizer::from_file(model_dir(name).join("hf/tokenizer.json")).unwrap();
+        let encoding = tokenizer.encode(e.prompt.as_str(), true).unwrap();
+        assert_eq!(encoding.get_ids(), e.prompt_ids.as_slice(), "{name}: prompt token ids");
+    }
+}
