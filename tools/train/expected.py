@@ -6,8 +6,8 @@ Usage (from the repository root, after `cargo build --release -p mamba-cli -p ma
 Steps:
 1. transformers: load models/<name>/hf exactly as shipped (F16 safetensors) into
    float32 and run MambaForCausalLM.generate(do_sample=False) on PROMPT for
-   N_PREDICT tokens, with no end-of-sequence stop. A greedy loop over the full
-   forward pass must give the same ids.
+   N_PREDICT tokens, with no end-of-sequence stop. A greedy loop over the
+   training forward pass (mamba_forward.py) must give the same ids.
 2. mamba-edge on an F32 GGUF made from the same checkpoint: its greedy ids must
    equal transformers' ids, or the script fails.
 3. mamba-edge on the shipped Q8_0 GGUF (written here by mamba-quantize): its
@@ -28,6 +28,8 @@ import tempfile
 import numpy as np
 import torch
 from transformers import GenerationConfig, MambaForCausalLM, PreTrainedTokenizerFast
+
+from mamba_forward import causal_lm_forward
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAMBA_EDGE = REPO_ROOT / "target" / "release" / "mamba-edge"
@@ -50,14 +52,15 @@ def transformers_greedy(hf_dir: pathlib.Path, prompt_ids: list[int]) -> list[int
     if len(generated) != N_PREDICT:
         raise RuntimeError(f"generate returned {len(generated)} tokens, expected {N_PREDICT}")
 
-    # The same greedy choice from full forward passes, without generate's cache.
+    # The same greedy choice from the training forward pass over the whole sequence,
+    # an independent implementation that uses no cache.
     ids = list(prompt_ids)
     with torch.no_grad():
         for _ in range(N_PREDICT):
-            logits = model(torch.tensor([ids]), use_cache=False).logits
+            logits = causal_lm_forward(model, torch.tensor([ids]))
             ids.append(int(logits[0, -1].argmax()))
     if ids[len(prompt_ids) :] != generated:
-        raise RuntimeError("generate() and the full-forward greedy loop disagree")
+        raise RuntimeError("generate() and the greedy loop over mamba_forward.causal_lm_forward disagree")
     return generated
 
 
