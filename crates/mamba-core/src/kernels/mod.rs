@@ -1,13 +1,88 @@
 //! Matrix-vector and matrix-matrix products over every weight format.
 //!
-//! The entry points here pick a kernel by the matrix's [`GgmlType`]. Only the [`scalar`]
-//! kernels exist so far. They need no allocation: weights are decoded block by block into
-//! stack buffers, never into a dequantized copy of the matrix.
+//! The [`scalar`] kernels are the specification. On x86-64 the entry points here run the
+//! fastest tier in [`x86_64`] that the CPU supports, chosen once and cached:
+//!
+//! - With the `std` feature the CPU is queried at run time on the first call.
+//! - Without it the tier is the best one the crate was compiled for (`-C target-feature`
+//!   or `-C target-cpu`), because `no_std` has no CPU query.
+//!
+//! Other architectures use the scalar kernels. [`selected_tier`] names the choice. No
+//! kernel allocates: weights are decoded block by block into registers or stack buffers,
+//! never into a dequantized copy of the matrix.
+//!
+//! The fast kernels decode each weight to the same f32 value as the scalar ones and differ
+//! only in the order of the additions. Each output is then within `gamma(n) * sum |w * x|`
+//! of the exact dot product, as the scalar one is, where `n` is the row length and
+//! `gamma(n) = n u / (1 - n u)` with `u` the f32 unit roundoff.
 
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
 
 use crate::quant::dequantize_row;
 use crate::tensor::{GgmlType, Matrix};
+
+/// A set of kernels, from the slowest to the fastest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Tier {
+    Scalar = 1,
+    #[cfg(target_arch = "x86_64")]
+    Avx2 = 2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512 = 3,
+}
+
+impl Tier {
+    fn name(self) -> &'static str {
+        match self {
+            Tier::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Returns the name of the kernel tier that [`matvec`] and [`matmul`] use on this CPU:
+/// `"scalar"`, `"avx2"` or `"avx512"`.
+pub fn selected_tier() -> &'static str {
+    selected().name()
+}
+
+/// Returns the cached tier, detecting it on the first call.
+#[cfg(target_arch = "x86_64")]
+fn selected() -> Tier {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    // 0 until the first call stores a tier. Threads that race on the first call detect the
+    // same tier, so either store is right.
+    static SELECTED: AtomicU8 = AtomicU8::new(0);
+    match SELECTED.load(Ordering::Relaxed) {
+        1 => Tier::Scalar,
+        2 => Tier::Avx2,
+        3 => Tier::Avx512,
+        _ => {
+            let tier = if x86_64::avx512::is_available() {
+                Tier::Avx512
+            } else if x86_64::avx2::is_available() {
+                Tier::Avx2
+            } else {
+                Tier::Scalar
+            };
+            SELECTED.store(tier as u8, Ordering::Relaxed);
+            tier
+        }
+    }
+}
+
+/// Returns the scalar tier, the only one on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+fn selected() -> Tier {
+    Tier::Scalar
+}
 
 /// Computes `y[r] = sum_c W[r, c] * x[c]`, with `x` of length `w.cols` and `y` of length
 /// `w.rows`.
@@ -16,6 +91,18 @@ use crate::tensor::{GgmlType, Matrix};
 /// Panics when `x.len() != w.cols`, `y.len() != w.rows`, or `w.data` does not match the
 /// shape. Callers check shapes once when the model loads, so a mismatch here is a bug.
 pub fn matvec(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+    match selected() {
+        Tier::Scalar => scalar_matvec(w, x, y),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `selected` returns Avx2 only after avx2::is_available returned true.
+        Tier::Avx2 => unsafe { x86_64::avx2::matvec(w, x, y) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `selected` returns Avx512 only after avx512::is_available returned true.
+        Tier::Avx512 => unsafe { x86_64::avx512::matvec(w, x, y) },
+    }
+}
+
+fn scalar_matvec(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
     match w.dtype {
         GgmlType::F32 => scalar::matvec_f32(w, x, y),
         GgmlType::F16 => scalar::matvec_f16(w, x, y),
@@ -28,13 +115,24 @@ pub fn matvec(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
 /// Computes `y[t, r] = sum_c W[r, c] * x[t, c]` for `m` input rows at once, with `x` as
 /// `[m, w.cols]` and `y` as `[m, w.rows]`, both row-major, and `m = x.len() / w.cols`.
 ///
-/// Each weight is decoded once per call and applied to all `m` rows. Row `t` of
-/// `y` equals `matvec` on row `t` of `x`.
+/// Row `t` of `y` equals `matvec` on row `t` of `x`, bit for bit.
 ///
 /// # Panics
 /// Panics when `x.len()` is not a multiple of `w.cols`, `y.len() != m * w.rows`, or
 /// `w.data` does not match the shape. With `w.cols == 0`, `m` is `y.len() / w.rows`.
 pub fn matmul(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+    match selected() {
+        Tier::Scalar => scalar_matmul(w, x, y),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `selected` returns Avx2 only after avx2::is_available returned true.
+        Tier::Avx2 => unsafe { x86_64::avx2::matmul(w, x, y) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `selected` returns Avx512 only after avx512::is_available returned true.
+        Tier::Avx512 => unsafe { x86_64::avx512::matmul(w, x, y) },
+    }
+}
+
+fn scalar_matmul(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
     match w.dtype {
         GgmlType::F32 => scalar::matmul_f32(w, x, y),
         GgmlType::F16 => scalar::matmul_f16(w, x, y),

@@ -107,20 +107,7 @@ pub fn matmul_q4_0(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
 
 fn matvec_with(dtype: GgmlType, decode: Decode, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
     check_matrix(w, dtype);
-    assert_eq!(
-        x.len(),
-        w.cols,
-        "matvec: x has {} elements, but w has {} columns",
-        x.len(),
-        w.cols
-    );
-    assert_eq!(
-        y.len(),
-        w.rows,
-        "matvec: y has {} elements, but w has {} rows",
-        y.len(),
-        w.rows
-    );
+    check_matvec_lengths(w, x, y);
 
     let mut weights = [0.0f32; TILE];
     for (r, out) in y.iter_mut().enumerate() {
@@ -162,9 +149,27 @@ fn matmul_with(dtype: GgmlType, decode: Decode, w: &Matrix<'_>, x: &[f32], y: &m
     }
 }
 
+/// Checks that `x` has `w.cols` elements and `y` has `w.rows`.
+pub(super) fn check_matvec_lengths(w: &Matrix<'_>, x: &[f32], y: &[f32]) {
+    assert_eq!(
+        x.len(),
+        w.cols,
+        "matvec: x has {} elements, but w has {} columns",
+        x.len(),
+        w.cols
+    );
+    assert_eq!(
+        y.len(),
+        w.rows,
+        "matvec: y has {} elements, but w has {} rows",
+        y.len(),
+        w.rows
+    );
+}
+
 /// Returns the number of input rows `m` of a matmul, after checking the shapes of `x`
 /// (`[m, w.cols]`) and `y` (`[m, w.rows]`).
-fn batch_size(w: &Matrix<'_>, x: &[f32], y: &[f32]) -> usize {
+pub(super) fn batch_size(w: &Matrix<'_>, x: &[f32], y: &[f32]) -> usize {
     // With no columns, x is empty for every m, so y's length decides it.
     let m = x
         .len()
@@ -191,7 +196,7 @@ fn batch_size(w: &Matrix<'_>, x: &[f32], y: &[f32]) -> usize {
 
 /// Checks that `w` has the format the kernel reads and that its data fills its shape.
 /// `Matrix::new` ensures the second, but the fields are public.
-fn check_matrix(w: &Matrix<'_>, dtype: GgmlType) {
+pub(super) fn check_matrix(w: &Matrix<'_>, dtype: GgmlType) {
     assert_eq!(
         w.dtype, dtype,
         "the {dtype} kernel was given {} weights",
