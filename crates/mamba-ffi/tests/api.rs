@@ -18,6 +18,44 @@ fn odd_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/odd/llamacpp-f32.gguf")
 }
 
+/// Writes a copy of the tiny model whose tokenizer is the embedded Hugging Face
+/// `tokenizer.huggingface.json`, as mamba-quantize writes it, in place of llama.cpp's
+/// `tokenizer.ggml.*` arrays, and returns its path.
+fn tiny_hf_tokenizer_path() -> PathBuf {
+    use mamba_core::gguf::{Gguf, GgufWriter, MetaValue, Value};
+
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-hf-tokenizer.gguf");
+    let bytes = std::fs::read(tiny_path()).unwrap();
+    let words = aligned_copy(&bytes);
+    let source = Gguf::parse(&words_as_bytes(&words)[..bytes.len()]).unwrap();
+    let json_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/hf/tokenizer.json");
+    let json = std::fs::read_to_string(json_path).unwrap();
+
+    let mut writer = GgufWriter::new();
+    for (key, value) in source.metadata() {
+        let value = match value {
+            _ if key.starts_with("tokenizer.ggml.") && !key.ends_with("_token_id") => continue,
+            _ if key == "general.alignment" => continue,
+            Value::U32(v) => MetaValue::U32(v),
+            Value::U64(v) => MetaValue::U64(v),
+            Value::I32(v) => MetaValue::I32(v),
+            Value::F32(v) => MetaValue::F32(v),
+            Value::Bool(v) => MetaValue::Bool(v),
+            Value::String(v) => MetaValue::String(v.to_string()),
+            other => panic!("metadata {key} has a type this helper does not copy: {other:?}"),
+        };
+        writer.add_metadata(key, value).unwrap();
+    }
+    writer.add_metadata("tokenizer.huggingface.json", MetaValue::String(json)).unwrap();
+    let tensors: Vec<_> = source.tensors().collect();
+    for tensor in &tensors {
+        writer.add_tensor(tensor.name, tensor.dtype, tensor.shape()).unwrap();
+    }
+    let file = std::fs::File::create(&path).unwrap();
+    writer.write_to(file, |i, sink| Ok(sink.write_all(tensors[i].data)?)).unwrap();
+    path
+}
+
 fn last_error() -> String {
     // SAFETY: mamba_last_error returns a NUL-terminated string that stays valid until the
     // next failed call on this thread; it is copied at once.
@@ -736,4 +774,20 @@ fn status_names() {
     assert_eq!(mamba_api_version(), MAMBA_API_VERSION);
     // SAFETY: mamba_version returns a static NUL-terminated string.
     assert_eq!(unsafe { CStr::from_ptr(mamba_version()) }.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn hf_json_tokenizer_matches() {
+    let ggml = Model::load(&tiny_path());
+    let hf = Model::load(&tiny_hf_tokenizer_path());
+    assert!(hf.info().has_tokenizer);
+    assert_eq!(hf.info().eos_token_id, ggml.info().eos_token_id);
+
+    let text = "def fibonacci(n): héllo 日本 🎉";
+    let tokens = hf.tokenize(text);
+    assert_eq!(tokens, ggml.tokenize(text));
+    assert_eq!(hf.detokenize(&tokens), text);
+    let session = hf.session();
+    let pieces: Vec<String> = tokens.iter().map(|&t| session.decode(t)).collect();
+    assert_eq!(pieces.concat(), text);
 }
