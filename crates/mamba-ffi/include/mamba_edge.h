@@ -414,7 +414,8 @@ mamba_status mamba_session_new(const struct mamba_model *model,
 
 /**
  * Releases a session. NULL is accepted and does nothing. A freed handle must not be used
- * again, and the call must not run while another thread uses the session.
+ * again, and the call must not run while another thread uses the session. A token
+ * callback that frees the session generating it gets `MAMBA_STATUS_BUSY`.
  *
  * # Safety
  * `session` must be NULL or a handle from `mamba_session_new`.

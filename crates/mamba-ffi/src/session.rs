@@ -271,15 +271,27 @@ pub unsafe extern "C" fn mamba_session_new(
 }
 
 /// Releases a session. NULL is accepted and does nothing. A freed handle must not be used
-/// again, and the call must not run while another thread uses the session.
+/// again, and the call must not run while another thread uses the session. A token
+/// callback that frees the session generating it gets `MAMBA_STATUS_BUSY`.
 ///
 /// # Safety
 /// `session` must be NULL or a handle from `mamba_session_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mamba_session_free(session: *mut MambaSession) -> MambaStatus {
     const FUNCTION: &str = "mamba_session_free";
-    // SAFETY: forwarded from the caller's contract.
-    guard(FUNCTION, || unsafe { free_handle(FUNCTION, session) })
+    guard(FUNCTION, || {
+        if !session.is_null() {
+            // SAFETY: the caller passes NULL or a live handle.
+            let handle = unsafe { session_ref(FUNCTION, session)? };
+            // A call in progress on this thread (a generate whose callback is running)
+            // holds the lock; dropping the session under it would be a use after free.
+            if let Err(TryLockError::WouldBlock) = handle.state.try_lock() {
+                return handle.lock(FUNCTION).map(drop);
+            }
+        }
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { free_handle(FUNCTION, session) }
+    })
 }
 
 /// Writes the options the session was created with to `*out_params` (with 0 fields as

@@ -224,8 +224,8 @@ struct Collected {
     tokens: Vec<u32>,
     text: Vec<u8>,
     stop_after: usize,
-    /// Status of a call into the generating session from inside the callback.
-    reentrant: Option<MambaStatus>,
+    /// Statuses of an eval and a free of the generating session from inside the callback.
+    reentrant: Option<(MambaStatus, MambaStatus)>,
     session: Option<*mut MambaSession>,
 }
 
@@ -239,8 +239,8 @@ unsafe extern "C" fn collect(token: u32, piece: *const c_char, piece_len: usize,
     collected.tokens.push(token);
     collected.text.extend_from_slice(&bytes[..piece_len]);
     if let Some(session) = collected.session {
-        // SAFETY: the session is live; the call is expected to fail with BUSY.
-        collected.reentrant = Some(unsafe { mamba_session_eval(session, &token, 1) });
+        // SAFETY: the session is live; both calls are expected to fail with BUSY.
+        collected.reentrant = Some(unsafe { (mamba_session_eval(session, &token, 1), mamba_session_free(session)) });
     }
     c_int::from(collected.tokens.len() >= collected.stop_after)
 }
@@ -577,7 +577,8 @@ fn reentrant_call_is_busy() {
         mamba_session_generate(session.0, &greedy(), 5, Some(collect), (&raw mut collected).cast(), ptr::null_mut())
     };
     assert_eq!(status, MambaStatus::Ok);
-    assert_eq!(collected.reentrant, Some(MambaStatus::Busy));
+    assert_eq!(collected.reentrant, Some((MambaStatus::Busy, MambaStatus::Busy)));
+    assert_eq!(session.n_past(), 4, "the session survived the free attempt");
 }
 
 #[test]
