@@ -320,3 +320,108 @@ mod threads {
         mutex.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::vec::Vec;
+
+    /// Runs `n` through `executor` and returns how often each index was visited.
+    fn visits(executor: &dyn Parallel, n: usize) -> Vec<usize> {
+        let counts: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        executor.run(n, &|range| {
+            for i in range {
+                counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        counts.into_iter().map(AtomicUsize::into_inner).collect()
+    }
+
+    #[test]
+    fn split_covers_range_evenly() {
+        for n in 0..20 {
+            for parts in 1..6 {
+                let ranges: Vec<_> = (0..parts).map(|i| split(n, parts, i)).collect();
+                assert_eq!(ranges[0].start, 0);
+                assert_eq!(ranges[parts - 1].end, n);
+                for pair in ranges.windows(2) {
+                    assert_eq!(pair[0].end, pair[1].start, "n {n} parts {parts}");
+                    assert!(pair[0].len() - pair[1].len() <= 1, "n {n} parts {parts}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pool_visits_every_index_once() {
+        for threads in 1..=4 {
+            let pool = ThreadPool::new(threads);
+            assert_eq!(pool.threads(), threads);
+            for n in 0..40 {
+                assert!(visits(&pool, n).iter().all(|&c| c == 1), "threads {threads} n {n}");
+            }
+        }
+        assert!(visits(&Serial, 7).iter().all(|&c| c == 1));
+    }
+
+    #[test]
+    fn worker_panic_reaches_caller() {
+        let pool = ThreadPool::new(3);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(30, &|range| {
+                if range.start != 0 {
+                    panic!("task failed on {range:?}");
+                }
+            });
+        }));
+        assert!(result.is_err());
+        // The pool still runs jobs afterwards.
+        assert!(visits(&pool, 30).iter().all(|&c| c == 1));
+    }
+
+    #[test]
+    fn caller_panic_waits_for_workers() {
+        let pool = ThreadPool::new(2);
+        let finished = AtomicUsize::new(0);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(2, &|range| {
+                if range.start == 0 {
+                    panic!("caller part failed");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                finished.fetch_add(1, Ordering::Relaxed);
+            });
+        }));
+        assert!(result.is_err());
+        assert_eq!(finished.load(Ordering::Relaxed), 1, "run returned before the worker part finished");
+    }
+
+    #[test]
+    fn nested_run_is_serial() {
+        let pool = ThreadPool::new(2);
+        let inner_calls = AtomicUsize::new(0);
+        pool.run(2, &|_| {
+            pool.run(10, &|range| {
+                assert_eq!(range, 0..10);
+                inner_calls.fetch_add(1, Ordering::Relaxed);
+            });
+        });
+        assert_eq!(inner_calls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn pool_is_shared_between_threads() {
+        let pool = ThreadPool::new(2);
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    for n in [1, 5, 64] {
+                        assert!(visits(&pool, n).iter().all(|&c| c == 1));
+                    }
+                });
+            }
+        });
+    }
+}
