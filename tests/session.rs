@@ -169,6 +169,8 @@ fn logits_are_identical_for_any_thread_count() {
     let run = |threads: usize| {
         let mut session = Session::with_max_batch(&model, 7);
         session.set_threads(threads);
+        // Split every step, however small: the fixture's steps are all below the default.
+        session.set_min_parallel_work(0);
         assert_eq!(session.threads(), threads);
         let mut logits = Vec::new();
         session.prefill_all(tokens, |_, l| logits.extend_from_slice(l)).unwrap();

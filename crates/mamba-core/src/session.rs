@@ -116,6 +116,7 @@ pub struct Session<'m, S> {
     n_past: u64,
     has_logits: bool,
     executor: Executor<'m>,
+    min_parallel_work: usize,
 }
 
 /// The executor a session splits its forward pass with.
@@ -149,7 +150,7 @@ impl<'m> Session<'m, Vec<f32>> {
         let layout = ScratchLayout::new(&model.config, max_batch);
         let state = alloc::vec![0.0; model.config.state_len()];
         let scratch = alloc::vec![0.0; layout.len()];
-        Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial }
+        Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK }
     }
 }
 
@@ -168,7 +169,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         }
         state.as_mut().fill(0.0);
         scratch.as_mut().fill(0.0);
-        Ok(Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial })
+        Ok(Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK })
     }
 
     /// Runs the forward pass on `threads` threads: the caller and a pool of `threads - 1`
@@ -189,6 +190,13 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
     /// shared by several sessions, or [`Serial`] to go back to the calling thread.
     pub fn set_parallel(&mut self, executor: &'m dyn Parallel) {
         self.executor = Executor::Borrowed(executor);
+    }
+
+    /// Sets the smallest step, in multiply-adds or an estimated equivalent, that is split
+    /// across threads; smaller steps run on the calling thread. The default is
+    /// [`MIN_PARALLEL_WORK`]. The logits do not depend on it.
+    pub fn set_min_parallel_work(&mut self, work: usize) {
+        self.min_parallel_work = work;
     }
 
     /// Maximum number of threads the forward pass runs on.
@@ -390,7 +398,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         let dbc_width = c.dt_rank + 2 * c.d_state;
         let scratch = self.scratch.as_mut();
         let state = self.state.as_mut();
-        let par = self.executor.get();
+        let par = Split { executor: self.executor.get(), min_work: self.min_parallel_work };
 
         // Split the scratch buffer into its named parts, each `n` rows long.
         let (hidden, rest) = scratch[l.hidden..].split_at_mut(l.normed - l.hidden);
@@ -431,6 +439,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
             {
                 let (conv_state, xz) = (&*conv_state, &*xz);
                 let xc_out = DisjointMut::new(xc);
+                let par = par.for_work(n * c.d_inner * (c.d_conv + ACTIVATION_COST));
                 par.run(n, &|tokens| {
                     // SAFETY: `run` passes disjoint token ranges, so these rows are disjoint.
                     let out = unsafe { xc_out.slice(tokens.start * c.d_inner..tokens.end * c.d_inner) };
@@ -450,6 +459,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
             par_matmul(par, &layer.dt_weight, dt_in, dt);
             {
                 let dt_out = DisjointMut::new(dt);
+                let par = par.for_work(n * c.d_inner * ACTIVATION_COST);
                 par.run(c.d_inner, &|channels| {
                     let bias = &layer.dt_bias[channels.clone()];
                     for t in 0..n {
@@ -483,6 +493,8 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
             {
                 let states = DisjointMut::new(ssm_state);
                 let y_out = DisjointMut::new(y);
+                // One state update is about one multiply-add once vectorised (an estimate).
+                let par = par.for_work(n * c.d_inner * c.d_state);
                 par.run(c.d_inner.div_ceil(SCAN_BLOCK), &|blocks| {
                     let channels = blocks.start * SCAN_BLOCK..(blocks.end * SCAN_BLOCK).min(c.d_inner);
                     // SAFETY: `run` passes disjoint block ranges, so the channel ranges, their
@@ -521,20 +533,46 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
     }
 }
 
+/// Default smallest step, in multiply-adds or an estimated equivalent, that is split across
+/// threads. Waking the workers and waiting for them costs microseconds, so with the 130M
+/// model's sizes a decode step splits in_proj, out_proj and the LM head, and runs x_proj,
+/// dt_proj, the activations and the scan of one token on the calling thread.
+pub const MIN_PARALLEL_WORK: usize = 1 << 18;
+
+/// Estimated cost of one softplus or SiLU in multiply-adds: an exp, a division and, for
+/// softplus, a log.
+const ACTIVATION_COST: usize = 16;
+
+/// A session's executor and the smallest step worth splitting with it.
+#[derive(Clone, Copy)]
+struct Split<'a> {
+    executor: &'a dyn Parallel,
+    min_work: usize,
+}
+
+impl<'a> Split<'a> {
+    /// Returns the executor, or [`Serial`] for a step of less than `min_work`.
+    fn for_work(self, work: usize) -> &'a dyn Parallel {
+        if work < self.min_work { &Serial } else { self.executor }
+    }
+}
+
 /// Computes `y = x W^T` for the rows of `x` like [`matmul`], split across `par`'s threads: by
 /// input rows when there are several, by weight rows for one.
 ///
 /// Each output is computed as the serial call computes it, because row `t` of a matmul
 /// equals the matvec of row `t` of `x` and each output row of a matvec depends only on its
 /// own weight row.
-fn par_matmul(par: &dyn Parallel, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+fn par_matmul(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
     let m = x.len().checked_div(w.cols).unwrap_or(0);
+    let split = par;
+    let par = par.for_work(m * w.rows * w.cols);
     if par.threads() == 1 || w.cols == 0 {
         matmul(w, x, y);
         return;
     }
     if m == 1 {
-        par_matvec(par, w, x, y);
+        par_matvec(split, w, x, y);
         return;
     }
     assert_eq!(y.len(), m * w.rows, "matmul: y has {} elements, but {m} rows of {} are needed", y.len(), w.rows);
@@ -548,7 +586,8 @@ fn par_matmul(par: &dyn Parallel, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
 }
 
 /// Computes `y = W x` like [`matvec`], split across `par`'s threads by weight rows.
-fn par_matvec(par: &dyn Parallel, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+fn par_matvec(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+    let par = par.for_work(w.rows * w.cols);
     if par.threads() == 1 {
         matvec(w, x, y);
         return;
