@@ -502,7 +502,8 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
                     let state = unsafe { states.slice(channels.start * c.d_state..channels.end * c.d_state) };
                     let mut emit = |t: usize, c0: usize, values: &[f32]| {
                         let at = t * c.d_inner + c0;
-                        // SAFETY: as above; c0.. lies inside this task's channel range.
+                        // SAFETY: `c0..` lies inside this task's channel range, so the
+                        // window is disjoint from every other task's, as above.
                         unsafe { y_out.slice(at..at + values.len()) }.copy_from_slice(values);
                     };
                     selective_scan_fast_channels(&inputs, n, channels, state, &mut emit);
@@ -534,8 +535,8 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
 }
 
 /// Default smallest step, in multiply-adds or an estimated equivalent, that is split across
-/// threads. Waking the workers and waiting for them costs microseconds, so with the 130M
-/// model's sizes a decode step splits in_proj, out_proj and the LM head, and runs x_proj,
+/// threads. Waking the workers and waiting for them costs microseconds. With the 130M
+/// model's sizes, a decode step splits in_proj, out_proj and the LM head. It runs x_proj,
 /// dt_proj, the activations and the scan of one token on the calling thread.
 pub const MIN_PARALLEL_WORK: usize = 1 << 18;
 

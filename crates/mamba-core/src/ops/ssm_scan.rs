@@ -303,8 +303,7 @@ fn scan_block(inputs: &ScanInputs<'_>, block: Block, state: &mut [f32], emit: &m
     let mut h = [[0.0f32; L]; STATE_TILE];
     let mut a_tile = [[0.0f32; L]; STATE_TILE];
     let mut acc = [[0.0f32; L]; TOKEN_TILE];
-    let mut d_block = [0.0f32; L];
-    d_block[..width].copy_from_slice(&d[c0..c0 + width]);
+    let d_block = load_lanes(&d[c0..], width);
 
     for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
         let t_len = TOKEN_TILE.min(n_tokens - t0);
@@ -325,10 +324,8 @@ fn scan_block(inputs: &ScanInputs<'_>, block: Block, state: &mut [f32], emit: &m
 
             for (tt, acc_t) in acc[..t_len].iter_mut().enumerate() {
                 let t = t0 + tt;
-                let mut dt_t = [0.0f32; L];
-                let mut x_t = [0.0f32; L];
-                dt_t[..width].copy_from_slice(&dt[t * d_inner + c0..][..width]);
-                x_t[..width].copy_from_slice(&x[t * d_inner + c0..][..width]);
+                let dt_t = load_lanes(&dt[t * d_inner + c0..], width);
+                let x_t = load_lanes(&x[t * d_inner + c0..], width);
                 let row = &bc[t * bc_stride..];
                 let b = &row[b_offset + s0..][..s_len];
                 let c_row = &row[c_offset + s0..][..s_len];
@@ -355,10 +352,8 @@ fn scan_block(inputs: &ScanInputs<'_>, block: Block, state: &mut [f32], emit: &m
         // Skip connection and gate, then hand the outputs over.
         for (tt, acc_t) in acc[..t_len].iter().enumerate() {
             let t = t0 + tt;
-            let mut x_t = [0.0f32; L];
-            let mut z_t = [0.0f32; L];
-            x_t[..width].copy_from_slice(&x[t * d_inner + c0..][..width]);
-            z_t[..width].copy_from_slice(&z[t * z_stride + c0..][..width]);
+            let x_t = load_lanes(&x[t * d_inner + c0..], width);
+            let z_t = load_lanes(&z[t * z_stride + c0..], width);
             let mut out = [0.0f32; L];
             for l in 0..L {
                 out[l] = (acc_t[l] + x_t[l] * d_block[l]) * silu(z_t[l]);
@@ -366,4 +361,17 @@ fn scan_block(inputs: &ScanInputs<'_>, block: Block, state: &mut [f32], emit: &m
             emit(t, c0, &out[..width]);
         }
     }
+}
+
+/// Returns the first `width` values of `src` as lanes, with zeros after them. A full block
+/// takes a fixed-size copy, which compiles to vector loads instead of a `memcpy` call.
+#[inline(always)]
+fn load_lanes(src: &[f32], width: usize) -> [f32; SCAN_BLOCK] {
+    let mut lanes = [0.0f32; SCAN_BLOCK];
+    if width == SCAN_BLOCK {
+        lanes.copy_from_slice(&src[..SCAN_BLOCK]);
+    } else {
+        lanes[..width].copy_from_slice(&src[..width]);
+    }
+    lanes
 }
