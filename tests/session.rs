@@ -158,3 +158,31 @@ fn huge_batch_is_clamped() {
     let mut zero = Session::with_max_batch(&model, 0);
     assert!(relative_l2(zero.prefill(tokens).unwrap(), b) <= SAME_PATH_TOLERANCE);
 }
+
+#[test]
+fn logits_are_identical_for_any_thread_count() {
+    let (fixture, bytes) = tiny_f32();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let tokens = long_sequence(&fixture);
+
+    // Prefill in chunks of 7 (matrix-matrix path), then decode (matrix-vector path).
+    let run = |threads: usize| {
+        let mut session = Session::with_max_batch(&model, 7);
+        session.set_threads(threads);
+        // Split every step, however small: the fixture's steps are all below the default.
+        session.set_min_parallel_work(0);
+        assert_eq!(session.threads(), threads);
+        let mut logits = Vec::new();
+        session.prefill_all(tokens, |_, l| logits.extend_from_slice(l)).unwrap();
+        for &t in &tokens[..5] {
+            logits.extend_from_slice(session.step(t).unwrap());
+        }
+        logits
+    };
+    let serial = run(1);
+    for threads in [2, 3] {
+        let parallel = run(threads);
+        let first_difference = serial.iter().zip(&parallel).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(first_difference, None, "{threads} threads: logits differ from 1 thread");
+    }
+}

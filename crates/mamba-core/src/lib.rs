@@ -1,11 +1,12 @@
 //! `mamba-core`: a `no_std` inference engine for Mamba selective state space models.
 //!
 //! The crate reads GGUF files from a borrowed byte slice, runs the Mamba-1 recurrence on
-//! caller-owned buffers and samples tokens. It never opens files or starts threads, so the
-//! same code serves the CLI, the C API and microcontroller firmware.
+//! caller-owned buffers and samples tokens. It never opens files, and starts threads only in a
+//! [`pool::ThreadPool`] that the caller creates, so the same code serves the CLI, the C API
+//! and microcontroller firmware.
 //!
 //! Features: `alloc` adds owned sessions and the tensor index; `std` (default) adds the
-//! GGUF writer and `std::error::Error` implementations.
+//! GGUF writer, the thread pool and `std::error::Error` implementations.
 #![no_std]
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
@@ -24,6 +25,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod ops;
+pub mod pool;
 pub mod quant;
 pub mod sampling;
 pub mod session;
@@ -31,6 +33,7 @@ pub mod tensor;
 
 pub use error::{Error, ModelError, StateError};
 pub use model::{Arch, Config, Model};
+pub use pool::Parallel;
 pub use sampling::{Sampler, SamplerParams};
 pub use session::Session;
 pub use tensor::{GgmlType, Matrix};

@@ -5,6 +5,11 @@
 //! one forward chunk. Prefill and decode run the same code: a prompt is processed in chunks
 //! of up to `max_batch` tokens with matrix-matrix products, and a decode step is a chunk of
 //! one token.
+//!
+//! A session runs on the calling thread unless it is given an executor with
+//! [`Session::set_threads`] or [`Session::set_parallel`]. Then every projection, the conv
+//! and the scan are split across threads, and the logits are the same bits for any number
+//! of threads.
 
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
@@ -12,10 +17,14 @@ use alloc::vec::Vec;
 use crate::error::{Error, StateError};
 use crate::kernels::{dequantize_matrix_row, matmul, matvec};
 use crate::model::{Config, Model};
-use crate::ops::activation::{silu, softplus};
-use crate::ops::conv1d::{ConvShape, causal_conv1d};
+use crate::ops::conv1d::{ConvShape, causal_conv1d_advance, causal_conv1d_tokens};
+use crate::ops::fast_math::{silu_slice, softplus};
 use crate::ops::norm::{rmsnorm, rmsnorm_rows};
-use crate::ops::ssm_scan::{ScanInputs, selective_scan};
+use crate::ops::ssm_scan::{SCAN_BLOCK, ScanInputs, selective_scan_fast_channels};
+use crate::pool::{DisjointMut, Parallel, Serial};
+#[cfg(feature = "std")]
+use crate::pool::ThreadPool;
+use crate::tensor::Matrix;
 
 /// Default number of prompt tokens per forward chunk.
 pub const DEFAULT_MAX_BATCH: usize = 64;
@@ -106,6 +115,27 @@ pub struct Session<'m, S> {
     layout: ScratchLayout,
     n_past: u64,
     has_logits: bool,
+    executor: Executor<'m>,
+    min_parallel_work: usize,
+}
+
+/// The executor a session splits its forward pass with.
+enum Executor<'m> {
+    Serial,
+    Borrowed(&'m dyn Parallel),
+    #[cfg(feature = "std")]
+    Pool(ThreadPool),
+}
+
+impl Executor<'_> {
+    fn get(&self) -> &dyn Parallel {
+        match self {
+            Self::Serial => &Serial,
+            Self::Borrowed(executor) => *executor,
+            #[cfg(feature = "std")]
+            Self::Pool(pool) => pool,
+        }
+    }
 }
 
 #[cfg(feature = "alloc")]
@@ -120,7 +150,7 @@ impl<'m> Session<'m, Vec<f32>> {
         let layout = ScratchLayout::new(&model.config, max_batch);
         let state = alloc::vec![0.0; model.config.state_len()];
         let scratch = alloc::vec![0.0; layout.len()];
-        Self { model, state, scratch, layout, n_past: 0, has_logits: false }
+        Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK }
     }
 }
 
@@ -139,7 +169,39 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         }
         state.as_mut().fill(0.0);
         scratch.as_mut().fill(0.0);
-        Ok(Self { model, state, scratch, layout, n_past: 0, has_logits: false })
+        Ok(Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK })
+    }
+
+    /// Runs the forward pass on `threads` threads: the caller and a pool of `threads - 1`
+    /// workers that the session starts now and stops when it is dropped or this is called
+    /// again. `threads` 0 or 1 runs everything on the calling thread, as a new session does.
+    ///
+    /// # Panics
+    /// Panics when the operating system cannot start a thread.
+    #[cfg(feature = "std")]
+    pub fn set_threads(&mut self, threads: usize) {
+        self.executor = Executor::Serial;
+        if threads > 1 {
+            self.executor = Executor::Pool(ThreadPool::new(threads));
+        }
+    }
+
+    /// Runs the forward pass on `executor`, for example a [`ThreadPool`](crate::pool::ThreadPool)
+    /// shared by several sessions, or [`Serial`] to go back to the calling thread.
+    pub fn set_parallel(&mut self, executor: &'m dyn Parallel) {
+        self.executor = Executor::Borrowed(executor);
+    }
+
+    /// Sets the smallest step, in multiply-adds or an estimated equivalent, that is split
+    /// across threads; smaller steps run on the calling thread. The default is
+    /// [`MIN_PARALLEL_WORK`]. The logits do not depend on it.
+    pub fn set_min_parallel_work(&mut self, work: usize) {
+        self.min_parallel_work = work;
+    }
+
+    /// Maximum number of threads the forward pass runs on.
+    pub fn threads(&self) -> usize {
+        self.executor.get().threads()
     }
 
     /// The model this session runs.
@@ -336,6 +398,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         let dbc_width = c.dt_rank + 2 * c.d_state;
         let scratch = self.scratch.as_mut();
         let state = self.state.as_mut();
+        let par = Split { executor: self.executor.get(), min_work: self.min_parallel_work };
 
         // Split the scratch buffer into its named parts, each `n` rows long.
         let (hidden, rest) = scratch[l.hidden..].split_at_mut(l.normed - l.hidden);
@@ -369,30 +432,50 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
 
             // Pre-norm and in_proj: each row of xz is [x (d_inner) | z (d_inner)].
             rmsnorm_rows(hidden, layer.attn_norm, c.rms_eps, normed);
-            matmul(&layer.ssm_in, normed, xz);
+            par_matmul(par, &layer.ssm_in, normed, xz);
 
-            // Causal conv over x, then SiLU.
+            // Causal conv over x and SiLU, split over positions, then the conv state.
             let shape = ConvShape { d_inner: c.d_inner, d_conv: c.d_conv, x_stride: 2 * c.d_inner };
-            causal_conv1d(shape, conv_state, xz, layer.conv_weight, layer.conv_bias, xc);
-            for v in xc.iter_mut() {
-                *v = silu(*v);
+            {
+                let (conv_state, xz) = (&*conv_state, &*xz);
+                let xc_out = DisjointMut::new(xc);
+                let par = par.for_work(n * c.d_inner * (c.d_conv + ACTIVATION_COST));
+                par.run(n, &|tokens| {
+                    // SAFETY: `run` passes disjoint token ranges, so these rows are disjoint.
+                    let out = unsafe { xc_out.slice(tokens.start * c.d_inner..tokens.end * c.d_inner) };
+                    causal_conv1d_tokens(shape, conv_state, xz, layer.conv_weight, layer.conv_bias, tokens, out);
+                    silu_slice(out);
+                });
             }
+            causal_conv1d_advance(shape, conv_state, xz, n);
 
             // x_proj gives each row [dt (dt_rank) | B (d_state) | C (d_state)].
-            matmul(&layer.ssm_x, xc, dbc);
+            par_matmul(par, &layer.ssm_x, xc, dbc);
 
             // dt_proj with bias, then softplus.
             for (row, dst) in dbc.chunks_exact(dbc_width).zip(dt_in.chunks_exact_mut(c.dt_rank)) {
                 dst.copy_from_slice(&row[..c.dt_rank]);
             }
-            matmul(&layer.dt_weight, dt_in, dt);
-            for row in dt.chunks_exact_mut(c.d_inner) {
-                for (v, &b) in row.iter_mut().zip(layer.dt_bias) {
-                    *v = softplus(*v + b);
-                }
+            par_matmul(par, &layer.dt_weight, dt_in, dt);
+            {
+                let dt_out = DisjointMut::new(dt);
+                let par = par.for_work(n * c.d_inner * ACTIVATION_COST);
+                par.run(c.d_inner, &|channels| {
+                    let bias = &layer.dt_bias[channels.clone()];
+                    for t in 0..n {
+                        let at = t * c.d_inner;
+                        // SAFETY: `run` passes disjoint channel ranges, so these windows of
+                        // row t are disjoint.
+                        let row = unsafe { dt_out.slice(at + channels.start..at + channels.end) };
+                        for (v, &b) in row.iter_mut().zip(bias) {
+                            *v = softplus(*v + b);
+                        }
+                    }
+                });
             }
 
-            // Selective scan with skip connection and SiLU(z) gate.
+            // Selective scan with skip connection and SiLU(z) gate, split over blocks of
+            // channels, each with its own rows of the SSM state.
             let inputs = ScanInputs {
                 d_inner: c.d_inner,
                 d_state: c.d_state,
@@ -407,10 +490,28 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
                 z: &xz[c.d_inner..],
                 z_stride: 2 * c.d_inner,
             };
-            selective_scan(&inputs, ssm_state, y);
+            {
+                let states = DisjointMut::new(ssm_state);
+                let y_out = DisjointMut::new(y);
+                // One state update is about one multiply-add once vectorised (an estimate).
+                let par = par.for_work(n * c.d_inner * c.d_state);
+                par.run(c.d_inner.div_ceil(SCAN_BLOCK), &|blocks| {
+                    let channels = blocks.start * SCAN_BLOCK..(blocks.end * SCAN_BLOCK).min(c.d_inner);
+                    // SAFETY: `run` passes disjoint block ranges, so the channel ranges, their
+                    // state rows and their windows of each row of y are disjoint.
+                    let state = unsafe { states.slice(channels.start * c.d_state..channels.end * c.d_state) };
+                    let mut emit = |t: usize, c0: usize, values: &[f32]| {
+                        let at = t * c.d_inner + c0;
+                        // SAFETY: `c0..` lies inside this task's channel range, so the
+                        // window is disjoint from every other task's, as above.
+                        unsafe { y_out.slice(at..at + values.len()) }.copy_from_slice(values);
+                    };
+                    selective_scan_fast_channels(&inputs, n, channels, state, &mut emit);
+                });
+            }
 
             // out_proj and residual.
-            matmul(&layer.ssm_out, y, out);
+            par_matmul(par, &layer.ssm_out, y, out);
             for (h, &o) in hidden.iter_mut().zip(out.iter()) {
                 *h += o;
             }
@@ -427,10 +528,80 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
             let row = &hidden[t * c.d_model..(t + 1) * c.d_model];
             let normed_row = &mut normed[..c.d_model];
             rmsnorm(row, model.output_norm, c.rms_eps, normed_row);
-            matvec(&model.output, normed_row, logits_buf);
+            par_matvec(par, &model.output, normed_row, logits_buf);
             on_logits(t, logits_buf);
         }
     }
+}
+
+/// Default smallest step, in multiply-adds or an estimated equivalent, that is split across
+/// threads. Waking the workers and waiting for them costs microseconds. With the 130M
+/// model's sizes, a decode step splits in_proj, out_proj and the LM head. It runs x_proj,
+/// dt_proj, the activations and the scan of one token on the calling thread.
+pub const MIN_PARALLEL_WORK: usize = 1 << 18;
+
+/// Estimated cost of one softplus or SiLU in multiply-adds: an exp, a division and, for
+/// softplus, a log.
+const ACTIVATION_COST: usize = 16;
+
+/// A session's executor and the smallest step worth splitting with it.
+#[derive(Clone, Copy)]
+struct Split<'a> {
+    executor: &'a dyn Parallel,
+    min_work: usize,
+}
+
+impl<'a> Split<'a> {
+    /// Returns the executor, or [`Serial`] for a step of less than `min_work`.
+    fn for_work(self, work: usize) -> &'a dyn Parallel {
+        if work < self.min_work { &Serial } else { self.executor }
+    }
+}
+
+/// Computes `y = x W^T` for the rows of `x` like [`matmul`], split across `par`'s threads: by
+/// input rows when there are several, by weight rows for one.
+///
+/// Each output is computed as the serial call computes it, because row `t` of a matmul
+/// equals the matvec of row `t` of `x` and each output row of a matvec depends only on its
+/// own weight row.
+fn par_matmul(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+    let m = x.len().checked_div(w.cols).unwrap_or(0);
+    let split = par;
+    let par = par.for_work(m * w.rows * w.cols);
+    if par.threads() == 1 || w.cols == 0 {
+        matmul(w, x, y);
+        return;
+    }
+    if m == 1 {
+        par_matvec(split, w, x, y);
+        return;
+    }
+    assert_eq!(y.len(), m * w.rows, "matmul: y has {} elements, but {m} rows of {} are needed", y.len(), w.rows);
+    let y_out = DisjointMut::new(y);
+    par.run(m, &|rows| {
+        let x = &x[rows.start * w.cols..rows.end * w.cols];
+        // SAFETY: `run` passes disjoint input row ranges, so these rows of y are disjoint.
+        let y = unsafe { y_out.slice(rows.start * w.rows..rows.end * w.rows) };
+        matmul(w, x, y);
+    });
+}
+
+/// Computes `y = W x` like [`matvec`], split across `par`'s threads by weight rows.
+fn par_matvec(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+    let par = par.for_work(w.rows * w.cols);
+    if par.threads() == 1 {
+        matvec(w, x, y);
+        return;
+    }
+    assert_eq!(y.len(), w.rows, "matvec: y has {} elements, but w has {} rows", y.len(), w.rows);
+    let row_bytes = w.row_bytes();
+    let y_out = DisjointMut::new(y);
+    par.run(w.rows, &|rows| {
+        let part = Matrix { dtype: w.dtype, rows: rows.len(), cols: w.cols, data: &w.data[rows.start * row_bytes..rows.end * row_bytes] };
+        // SAFETY: `run` passes disjoint row ranges.
+        let y = unsafe { y_out.slice(rows) };
+        matvec(&part, x, y);
+    });
 }
 
 /// Which positions of a chunk get logits.

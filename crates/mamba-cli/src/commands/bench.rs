@@ -22,8 +22,9 @@ pub struct Args {
     /// Number of tokens to generate.
     #[arg(short = 'n', long, default_value_t = 128)]
     pub n_gen: usize,
-    /// Worker threads. The kernels run on one thread for now; see `generate --help`.
-    #[arg(short, long, default_value_t = 1)]
+    /// Threads for the forward pass, the calling thread included. Default: the number of
+    /// physical cores.
+    #[arg(short, long, default_value_t = super::default_threads())]
     pub threads: usize,
     /// Prompt tokens per forward chunk.
     #[arg(long, default_value_t = mamba_core::session::DEFAULT_MAX_BATCH)]
@@ -46,6 +47,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     // The scratch buffers grow with the chunk size, and chunks longer than the prompt are
     // never filled, so a huge --batch must not size them.
     let mut session = Session::with_max_batch(&model, args.batch.min(args.n_prompt));
+    session.set_threads(args.threads);
 
     // A fixed pseudo-random prompt: speed does not depend on the ids.
     let prompt: Vec<u32> = (0..args.n_prompt as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % n_vocab).collect();

@@ -40,9 +40,9 @@ pub struct Args {
     /// RNG seed for sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads. The kernels run on one thread for now; the option is accepted so
-    /// scripts keep working when the worker pool lands.
-    #[arg(short, long, default_value_t = 1)]
+    /// Threads for the forward pass, the calling thread included. Default: the number of
+    /// physical cores.
+    #[arg(short, long, default_value_t = super::default_threads())]
     pub threads: usize,
     /// Keep generating after the end-of-sequence token.
     #[arg(long)]
@@ -62,6 +62,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let model = file.model()?;
     let tokenizer = ModelTokenizer::from_gguf(&model.gguf, file.path())?;
     let mut session = Session::new(&model);
+    session.set_threads(args.threads);
 
     // Restore a saved state first: the prompt then continues it.
     if let Some(path) = &args.state_in {

@@ -28,6 +28,10 @@ pub struct Args {
     /// Output file: float32 array of shape [n_tokens, n_vocab].
     #[arg(long)]
     pub out: PathBuf,
+    /// Threads for the forward pass, the calling thread included. Default: the number of
+    /// physical cores.
+    #[arg(short, long, default_value_t = super::default_threads())]
+    pub threads: usize,
 }
 
 /// Runs the model over the tokens and writes every position's logits.
@@ -38,10 +42,14 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     if args.batch == 0 {
         return Err(CliError::Usage("--batch 0 is invalid: it must be at least 1".into()));
     }
+    if args.threads == 0 {
+        return Err(CliError::Usage("--threads 0 is invalid: it must be at least 1".into()));
+    }
 
     // The scratch buffers grow with the chunk size, and chunks longer than the token list are
     // never filled, so a huge --batch must not size them.
     let mut session = Session::with_max_batch(&model, args.batch.min(args.tokens.len().max(1)));
+    session.set_threads(args.threads);
     let mut all = vec![0.0f32; args.tokens.len() * n_vocab];
     if args.step {
         for (i, &token) in args.tokens.iter().enumerate() {

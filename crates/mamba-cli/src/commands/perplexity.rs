@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use mamba_core::pool::ThreadPool;
 use mamba_core::{Model, Session};
 
 use crate::error::CliError;
@@ -45,6 +46,10 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Threads for the forward pass, the calling thread included. Default: the number of
+    /// physical cores.
+    #[arg(short, long, default_value_t = super::default_threads())]
+    pub threads: usize,
 }
 
 /// Totals accumulated over the file.
@@ -80,7 +85,12 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let text = File::open(&args.file).map_err(|source| CliError::Open { path: args.file.clone(), source })?;
     let total_bytes = text.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = BufReader::new(text);
-    let mut eval = Evaluator::new(&model, base_model.as_ref(), args.ctx);
+    if args.threads == 0 {
+        return Err(CliError::Usage("--threads 0 is invalid: it must be at least 1".into()));
+    }
+    // One pool serves both sessions, which run one after the other.
+    let pool = ThreadPool::new(args.threads);
+    let mut eval = Evaluator::new(&model, base_model.as_ref(), args.ctx, &pool);
     let progress = Progress::new(total_bytes);
     let start = Instant::now();
 
@@ -135,11 +145,16 @@ struct Evaluator<'m> {
 }
 
 impl<'m> Evaluator<'m> {
-    fn new(model: &'m Model<'m>, base: Option<&'m Model<'m>>, ctx: usize) -> Self {
+    fn new(model: &'m Model<'m>, base: Option<&'m Model<'m>>, ctx: usize, pool: &'m ThreadPool) -> Self {
         let n_vocab = model.config.n_vocab;
+        let session = |model| {
+            let mut session = Session::with_max_batch(model, BATCH);
+            session.set_parallel(pool);
+            session
+        };
         Self {
-            session: Session::with_max_batch(model, BATCH),
-            base: base.map(|m| Session::with_max_batch(m, BATCH)),
+            session: session(model),
+            base: base.map(session),
             ctx,
             n_vocab,
             in_window: 0,

@@ -72,6 +72,76 @@ pub fn causal_conv1d(
     }
 }
 
+/// Computes the outputs of [`causal_conv1d`] for the positions in `tokens` without advancing
+/// the state, so that several threads can each take a range of positions. Call
+/// [`causal_conv1d_advance`] once all ranges are done.
+///
+/// `x` and `state` are the whole chunk's input and the state before it, as for
+/// [`causal_conv1d`]; `out` is `[tokens.len(), d_inner]`. Each output equals the one
+/// [`causal_conv1d`] computes, bit for bit.
+///
+/// # Panics
+/// Panics when a slice is shorter than its shape requires or `d_conv` is 0.
+pub fn causal_conv1d_tokens(
+    shape: ConvShape,
+    state: &[f32],
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    tokens: core::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let ConvShape { d_inner, d_conv, x_stride } = shape;
+    assert!(d_conv > 0 && x_stride >= d_inner, "causal_conv1d: invalid shape");
+    let history = d_conv - 1;
+    assert_eq!(out.len(), tokens.len() * d_inner, "causal_conv1d: out is not one row per token");
+    assert_eq!(state.len(), d_inner * history, "causal_conv1d: state length");
+    assert_eq!(weight.len(), d_inner * d_conv, "causal_conv1d: weight length");
+    assert!(bias.is_none_or(|b| b.len() == d_inner), "causal_conv1d: bias length");
+    if tokens.is_empty() {
+        return;
+    }
+    assert!(x.len() >= (tokens.end - 1) * x_stride + d_inner, "causal_conv1d: x too short");
+
+    for (t, out_row) in tokens.zip(out.chunks_exact_mut(d_inner.max(1))) {
+        for (c, out_value) in out_row.iter_mut().enumerate() {
+            let w = &weight[c * d_conv..(c + 1) * d_conv];
+            let mut sum = bias.map_or(0.0, |b| b[c]);
+            for (k, &wk) in w.iter().enumerate() {
+                let i = t + k;
+                let input = if i < history { state[c * history + i] } else { x[(i - history) * x_stride + c] };
+                sum += wk * input;
+            }
+            *out_value = sum;
+        }
+    }
+}
+
+/// Advances the state of [`causal_conv1d`] past `n_tokens` input rows of `x`: the state
+/// becomes the last `d_conv - 1` inputs of the window.
+///
+/// # Panics
+/// Panics when a slice is shorter than its shape requires or `d_conv` is 0.
+pub fn causal_conv1d_advance(shape: ConvShape, state: &mut [f32], x: &[f32], n_tokens: usize) {
+    let ConvShape { d_inner, d_conv, x_stride } = shape;
+    assert!(d_conv > 0 && x_stride >= d_inner, "causal_conv1d: invalid shape");
+    let history = d_conv - 1;
+    assert_eq!(state.len(), d_inner * history, "causal_conv1d: state length");
+    if n_tokens == 0 {
+        return;
+    }
+    assert!(x.len() >= (n_tokens - 1) * x_stride + d_inner, "causal_conv1d: x too short");
+
+    // Window position n_tokens + j; index order keeps reads of the old state ahead of writes.
+    for c in 0..d_inner {
+        for j in 0..history {
+            let i = n_tokens + j;
+            let value = if i < history { state[c * history + i] } else { x[(i - history) * x_stride + c] };
+            state[c * history + j] = value;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,5 +5,6 @@
 
 pub mod activation;
 pub mod conv1d;
+pub mod fast_math;
 pub mod norm;
 pub mod ssm_scan;
