@@ -11,7 +11,7 @@ use mamba_core::sampling::argmax;
 use mamba_core::{GgmlType, Model, Session};
 
 /// The shipped models.
-const MODELS: [&str; 1] = ["micro"];
+const MODELS: [&str; 2] = ["default", "micro"];
 
 fn model_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name)
