@@ -170,9 +170,9 @@ typedef struct mamba_model_info {
  */
 typedef struct mamba_session_params {
   /**
-   * Worker threads for this session's forward passes; 0 lets the library choose. The
-   * engine runs on the calling thread today: the value is checked and stored, and takes
-   * effect when the worker pool lands.
+   * Threads for this session's forward passes, the calling thread included, 1 to 1024;
+   * 0 uses every CPU the process may run on (`available_parallelism`). Each session with
+   * more than one thread starts its own worker threads, which stop when it is freed.
    */
   uint32_t n_threads;
   /**
@@ -402,7 +402,7 @@ struct mamba_sampler_params mamba_sampler_default_params(void);
  * the model handle may be freed first. On success `*out_session` receives a new handle,
  * to be released with `mamba_session_free`.
  *
- * Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096).
+ * Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096, `n_threads` above 1024).
  *
  * # Safety
  * `model` must be NULL or a live model handle; `params` NULL or readable; `out_session`

@@ -17,6 +17,9 @@ use crate::stream::TextStream;
 /// longer than a few hundred tokens no longer speed up prefill.
 const MAX_BATCH_LIMIT: u32 = 4096;
 
+/// Largest accepted `n_threads`.
+const MAX_THREADS: u32 = 1024;
+
 /// Tokens of history kept for the repetition penalty; a larger `repeat_last_n` looks at
 /// these only.
 const HISTORY_LEN: usize = 4096;
@@ -26,9 +29,9 @@ const HISTORY_LEN: usize = 4096;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MambaSessionParams {
-    /// Worker threads for this session's forward passes; 0 lets the library choose. The
-    /// engine runs on the calling thread today: the value is checked and stored, and takes
-    /// effect when the worker pool lands.
+    /// Threads for this session's forward passes, the calling thread included, 1 to 1024;
+    /// 0 uses every CPU the process may run on (`available_parallelism`). Each session with
+    /// more than one thread starts its own worker threads, which stop when it is freed.
     pub n_threads: u32,
     /// Prompt tokens per forward chunk in `mamba_session_eval`, 1 to 4096; 0 selects the
     /// default (64). Larger chunks use more scratch memory.
@@ -223,7 +226,7 @@ pub extern "C" fn mamba_sampler_default_params() -> MambaSamplerParams {
 /// the model handle may be freed first. On success `*out_session` receives a new handle,
 /// to be released with `mamba_session_free`.
 ///
-/// Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096).
+/// Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096, `n_threads` above 1024).
 ///
 /// # Safety
 /// `model` must be NULL or a live model handle; `params` NULL or readable; `out_session`
@@ -253,12 +256,24 @@ pub unsafe extern "C" fn mamba_session_new(
             )));
         }
         let max_batch = if params.max_batch == 0 { DEFAULT_MAX_BATCH } else { params.max_batch as usize };
+        if params.n_threads > MAX_THREADS {
+            return Err(FfiError::invalid(format!(
+                "{FUNCTION}: n_threads = {} is too large; use 1 to {MAX_THREADS}, or 0 for one per CPU",
+                params.n_threads
+            )));
+        }
+        let threads = match params.n_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n as usize,
+        };
 
         // SAFETY: the new handle stores `model` (an Arc of this ModelInner) and drops it
         // after the session, which is the only user of the reference.
         let engine_model = unsafe { model.model_static() };
+        let mut session = Session::with_max_batch(engine_model, max_batch);
+        session.set_threads(threads);
         let state = SessionState {
-            session: Session::with_max_batch(engine_model, max_batch),
+            session,
             sampler: None,
             history: Vec::new(),
             stream: TextStream::default(),

@@ -718,6 +718,12 @@ fn session_params_stored() {
     let status = unsafe { mamba_session_new(model.0, &too_big, &mut raw) };
     assert_eq!(status, MambaStatus::InvalidArgument);
     assert!(last_error().contains("max_batch = 5000"), "{}", last_error());
+
+    let too_many = MambaSessionParams { n_threads: 5000, max_batch: 0 };
+    // SAFETY: a live model handle, readable params and a writable output.
+    let status = unsafe { mamba_session_new(model.0, &too_many, &mut raw) };
+    assert_eq!(status, MambaStatus::InvalidArgument);
+    assert!(last_error().contains("n_threads = 5000"), "{}", last_error());
 }
 
 #[test]
