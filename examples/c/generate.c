@@ -113,6 +113,7 @@ int main(int argc, char **argv) {
 
     /* Evaluate the prompt and save the state right after it. */
     mamba_session_params session_params = mamba_session_default_params();
+    /* One thread: CI also runs this program under qemu-user, where threads are unreliable. */
     session_params.n_threads = 1;
     CHECK(mamba_session_new(model, &session_params, &first));
     CHECK(mamba_session_eval(first, prompt_tokens, n_prompt));
@@ -142,7 +143,7 @@ int main(int argc, char **argv) {
     fputc('\n', stdout);
 
     /* Restore the saved state into a second session and continue the same way. */
-    CHECK(mamba_session_new(model, NULL, &second));
+    CHECK(mamba_session_new(model, &session_params, &second));
     CHECK(mamba_session_load_state(second, state, written));
     CHECK(mamba_session_generate(second, &sampler, (size_t)n_predict, on_token, gen_second, NULL));
 
