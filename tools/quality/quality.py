@@ -29,6 +29,7 @@ tests/reference/build_llamacpp.sh):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -308,6 +309,7 @@ def evaluate_model(name: str, text: str, text_file: pathlib.Path, args: argparse
         "tokens": len(tokens),
         "bytes": n_bytes,
         "checkpoint_dtype": config.get("dtype") or config.get("torch_dtype"),
+        "checkpoint_sha256": hashlib.sha256((hf_dir / "model.safetensors").read_bytes()).hexdigest(),
         "formats": results,
         "cross_check": cross_check(results, len(tokens)),
     }
