@@ -261,9 +261,11 @@ fn read_chunk(reader: &mut impl BufRead, out: &mut String) -> std::io::Result<us
             break;
         }
         let limit = (MAX_CHUNK_BYTES - raw.len()).min(available.len());
-        let cut = match available[..limit].iter().position(|&b| b == b'\n') {
-            Some(pos) if raw.len() + pos + 1 >= CHUNK_BYTES => pos + 1,
-            _ => limit,
+        // The first line end at or past the CHUNK_BYTES mark ends the chunk.
+        let search_from = CHUNK_BYTES.saturating_sub(raw.len() + 1).min(limit);
+        let cut = match available[search_from..limit].iter().position(|&b| b == b'\n') {
+            Some(pos) => search_from + pos + 1,
+            None => limit,
         };
         raw.extend_from_slice(&available[..cut]);
         reader.consume(cut);
@@ -378,4 +380,44 @@ fn report(args: &Args, t: &Totals, seconds: f64) -> Result<(), CliError> {
         })()
     };
     written.map_err(CliError::Stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `text` into chunks with a small read buffer, as a file read would.
+    fn chunks(text: &str) -> Vec<String> {
+        let mut reader = BufReader::with_capacity(1000, text.as_bytes());
+        let mut out = Vec::new();
+        loop {
+            let mut chunk = String::new();
+            if read_chunk(&mut reader, &mut chunk).unwrap() == 0 {
+                return out;
+            }
+            out.push(chunk);
+        }
+    }
+
+    #[test]
+    fn chunks_end_at_line_ends() {
+        let line = "x = 1  # a line of about forty bytes....\n";
+        let text = line.repeat(5000);
+        let parts = chunks(&text);
+        assert!(parts.len() > 1, "a {} byte text needs several chunks", text.len());
+        for part in &parts {
+            assert!(part.ends_with('\n'), "chunk of {} bytes ends mid-line", part.len());
+            assert!(part.len() >= CHUNK_BYTES || std::ptr::eq(part, parts.last().unwrap()));
+            assert!(part.len() < CHUNK_BYTES + line.len() + 1, "chunk of {} bytes", part.len());
+        }
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn long_line_is_cut_at_a_character_boundary() {
+        let text = "é".repeat(MAX_CHUNK_BYTES);
+        let parts = chunks(&text);
+        assert!(parts.iter().all(|p| p.len() <= MAX_CHUNK_BYTES + 3));
+        assert_eq!(parts.concat(), text);
+    }
 }
