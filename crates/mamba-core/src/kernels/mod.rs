@@ -1,7 +1,8 @@
 //! Matrix-vector and matrix-matrix products over every weight format.
 //!
 //! The [`scalar`] kernels are the specification. On x86-64 the entry points here run the
-//! fastest tier in [`x86_64`] that the CPU supports, chosen once and cached:
+//! widest tier in [`x86_64`] that the CPU supports (AVX-512, then AVX2), chosen once and
+//! cached:
 //!
 //! - With the `std` feature the CPU is queried at run time on the first call.
 //! - Without it the tier is the best one the crate was compiled for (`-C target-feature`
@@ -11,10 +12,12 @@
 //! kernel allocates: weights are decoded block by block into registers or stack buffers,
 //! never into a dequantized copy of the matrix.
 //!
-//! The fast kernels decode each weight to the same f32 value as the scalar ones and differ
-//! only in the order of the additions. Each output is then within `gamma(n) * sum |w * x|`
-//! of the exact dot product, as the scalar one is, where `n` is the row length and
-//! `gamma(n) = n u / (1 - n u)` with `u` the f32 unit roundoff.
+//! The SIMD kernels decode each weight to the same f32 value as the scalar ones. They
+//! differ in the order of the additions and in rounding each product together with its
+//! addition (FMA). Each output is then within `gamma(n) * sum |w * x|` of the exact dot
+//! product, as the scalar one is, where `n` is the row length and `gamma(n) = n u /
+//! (1 - n u)` with `u` the f32 unit roundoff. Subnormal results can add a tiny absolute
+//! error on top.
 
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]

@@ -16,7 +16,7 @@ const MATVEC_ROWS: usize = 4;
 /// Weight rows per matmul tile.
 const TILE_ROWS: usize = 4;
 /// Input rows per matmul tile. 4 x 4 accumulators, 4 input vectors and one weight vector
-/// leave 11 of the 32 zmm registers for decoding.
+/// take 21 of the 32 zmm registers.
 const TILE_TOKENS: usize = 4;
 
 /// Returns whether this CPU has AVX-512F, AVX2, FMA and F16C.

@@ -14,6 +14,7 @@
 //! row `t` bit for bit. A kernel called on a subset of a matrix's rows returns the same
 //! values for those rows.
 
+use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 use core::ptr;
 
 use crate::kernels::scalar::{batch_size, check_matrix, check_matvec_lengths};
@@ -31,6 +32,10 @@ const K_BLOCK: usize = 256;
 /// Input rows whose accumulators a matmul keeps in a stack buffer while it walks the
 /// columns in [`K_BLOCK`] steps. A multiple of every token tile size the tiers use.
 const TOKEN_BLOCK: usize = 48;
+
+/// Row groups ahead that matvec prefetches. On a shared Zen 4 machine, a 768 x 50280 Q8_0
+/// matvec ran at about half the speed without it (timed in a loop, 20 calls, twice).
+const PREFETCH_GROUPS: usize = 1;
 
 /// Most bytes a chunk of [`CHUNK`] columns takes in any format (F32).
 const MAX_CHUNK_BYTES: usize = 4 * CHUNK;
@@ -214,14 +219,19 @@ unsafe fn dot_rows<S: Simd, F: Format, const R: usize>(
     // SAFETY: the caller ensures the CPU features for every unsafe call in this block. Each
     // chunk read stays inside its row: a full chunk ends at or before column `cols`, and
     // decode_chunk pads the last partial one instead of reading past the row. The x loads
-    // read columns below `cols`.
+    // read columns below `cols`. A prefetch never faults, and wrapping_add keeps its
+    // address computation defined past the end of the matrix.
     unsafe {
         let mut acc = [S::zero(); R];
         let full_chunks = cols / CHUNK;
         for c in 0..full_chunks {
             let xs = S::load_chunk(x.as_ptr().add(c * CHUNK), CHUNK);
             for (r, acc) in acc.iter_mut().enumerate() {
-                let weights = F::decode::<S>(rows.add(r * row_bytes + c * F::CHUNK_BYTES));
+                let chunk = rows.add(r * row_bytes + c * F::CHUNK_BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(
+                    chunk.wrapping_add(PREFETCH_GROUPS * R * row_bytes).cast(),
+                );
+                let weights = F::decode::<S>(chunk);
                 for (&w, &xv) in weights.as_ref().iter().zip(xs.as_ref()) {
                     *acc = S::fma(w, xv, *acc);
                 }
