@@ -1,7 +1,7 @@
 //! The models shipped in `models/` load, and their greedy continuation of a fixed prompt is
 //! the one recorded by `tools/train/expected.py`.
 //!
-//! `expected.json` holds the prompt's token ids, the 48 greedy tokens `transformers` generates
+//! `expected.json` contains the prompt's token ids, the 48 greedy tokens `transformers` generates
 //! from the shipped checkpoint (`hf/`, run in float32), and the tokens our engine generated
 //! from the shipped Q8_0 file when the model was made.
 

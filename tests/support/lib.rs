@@ -36,7 +36,7 @@ impl Fixture {
         Self { name: name.to_string(), dir, sequences }
     }
 
-    /// The Hugging Face checkpoint directory.
+    /// Returns the Hugging Face checkpoint directory.
     pub fn hf_dir(&self) -> PathBuf {
         self.dir.join("hf")
     }
@@ -60,7 +60,7 @@ impl Fixture {
     }
 }
 
-/// A fresh, empty directory under the system temp dir, unique to this call.
+/// Creates a fresh, empty directory under the system temp dir, unique to this call.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -85,7 +85,7 @@ mod tests {
     use super::*;
     use tokenizers::models::bpe::BPE;
 
-    /// A byte-level tokenizer whose tokens 0..256 are the single bytes.
+    /// Builds a byte-level tokenizer whose tokens 0..256 are the single bytes.
     fn byte_tokenizer() -> Tokenizer {
         let vocab: tokenizers::models::bpe::Vocab = (0..=255u8).map(|b| (byte_symbol(b), u32::from(b))).collect();
         let bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).build().unwrap();
@@ -94,7 +94,7 @@ mod tests {
         tokenizer
     }
 
-    /// The printable symbol GPT-2's byte-level encoding assigns to byte `b`.
+    /// Returns the printable symbol GPT-2's byte-level encoding assigns to byte `b`.
     fn byte_symbol(b: u8) -> String {
         let printable = |c: u8| (b'!'..=b'~').contains(&c) || (0xa1..=0xac).contains(&c) || (0xae..=0xff).contains(&c);
         if printable(b) {

@@ -19,7 +19,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// The GGUF architecture name.
+    /// Returns the GGUF architecture name.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Mamba => config::ARCH_MAMBA,
@@ -234,7 +234,7 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// The weights of layer `i`.
+    /// Returns the weights of layer `i`.
     ///
     /// # Panics
     /// Panics when `i >= config.n_layer`.
@@ -296,7 +296,7 @@ fn check_shape(info: &TensorInfo<'_>, expected: [u64; 4]) -> Result<(), Error> {
     Ok(())
 }
 
-/// A weight matrix of `rows × cols` in any supported format.
+/// Resolves a weight matrix of `rows × cols` in any supported format.
 fn matrix<'a>(gguf: &Gguf<'a>, tensor_name: &str, rows: usize, cols: usize) -> Result<Matrix<'a>, Error> {
     let info = find(gguf, tensor_name)?;
     check_shape(&info, [cols as u64, rows as u64, 1, 1])?;
@@ -306,12 +306,12 @@ fn matrix<'a>(gguf: &Gguf<'a>, tensor_name: &str, rows: usize, cols: usize) -> R
     })
 }
 
-/// A 1-D f32 tensor of `len` elements.
+/// Resolves a 1-D f32 tensor of `len` elements.
 fn vector<'a>(gguf: &Gguf<'a>, tensor_name: &str, len: usize) -> Result<&'a [f32], Error> {
     f32_tensor(gguf, tensor_name, [len as u64, 1, 1, 1])
 }
 
-/// The conv kernel, stored `[d_conv, d_inner]` by llama.cpp's converter or `[d_conv, 1, d_inner]`
+/// Resolves the conv kernel, stored `[d_conv, d_inner]` by llama.cpp's converter or `[d_conv, 1, d_inner]`
 /// as the checkpoint has it.
 fn conv_kernel<'a>(gguf: &Gguf<'a>, tensor_name: &str, c: &Config) -> Result<&'a [f32], Error> {
     let info = find(gguf, tensor_name)?;

@@ -82,7 +82,8 @@ impl<'a> DisjointMut<'a> {
     /// Panics when `range` is not inside the slice.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn slice(&self, range: Range<usize>) -> &mut [f32] {
-        assert!(range.start <= range.end && range.end <= self.len, "range {range:?} is outside a slice of {}", self.len);
+        assert!(range.start <= range.end, "range {range:?} is reversed");
+        assert!(range.end <= self.len, "range {range:?} is outside a slice of {}", self.len);
         // SAFETY: the range is inside the borrowed slice (checked above), the wrapper owns
         // the exclusive borrow, and the caller guarantees no overlapping slice is live.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.add(range.start), range.end - range.start) }

@@ -204,7 +204,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         self.executor.get().threads()
     }
 
-    /// The model this session runs.
+    /// Returns the model this session runs.
     pub fn model(&self) -> &'m Model<'m> {
         self.model
     }
@@ -221,12 +221,12 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         self.has_logits = false;
     }
 
-    /// The logits after the last processed token, or `None` before any token.
+    /// Returns the logits after the last processed token, or `None` before any token.
     pub fn logits(&self) -> Option<&[f32]> {
         self.has_logits.then(|| self.logits_slice())
     }
 
-    /// The recurrent state: per layer, conv state `[d_inner, d_conv - 1]` then SSM state
+    /// Returns the recurrent state: per layer, conv state `[d_inner, d_conv - 1]` then SSM state
     /// `[d_inner, d_state]`.
     pub fn state(&self) -> &[f32] {
         &self.state.as_ref()[..self.model.config.state_len()]
@@ -362,7 +362,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         Ok(())
     }
 
-    /// The hyperparameters recorded in a saved state, in header order.
+    /// Returns the hyperparameters recorded in a saved state, in header order.
     fn header_fields(&self) -> [(&'static str, u32); 8] {
         let c = &self.model.config;
         // Every dimension is at most 2^24 (checked when the model loaded), so each fits in u32.
@@ -604,7 +604,7 @@ fn par_matvec(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
     });
 }
 
-/// Which positions of a chunk get logits.
+/// Positions of a chunk that get logits.
 #[derive(Clone, Copy)]
 enum Logits {
     None,

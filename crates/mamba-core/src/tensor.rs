@@ -62,7 +62,7 @@ impl GgmlType {
         (n / self.block_size()).checked_mul(self.block_bytes())
     }
 
-    /// The lower-case name llama.cpp uses (`f32`, `q8_0`, ...).
+    /// Returns the lower-case name llama.cpp uses (`f32`, `q8_0`, ...).
     pub const fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",
@@ -88,7 +88,7 @@ impl core::fmt::Display for GgmlType {
 /// A row-major matrix of `rows × cols` elements stored in one of the [`GgmlType`] layouts.
 ///
 /// In GGUF order the shape is `[cols, rows]` (`ne0` is the row length). Each row takes
-/// `dtype.row_bytes(cols)` bytes, and `data` holds exactly `rows` of them.
+/// `dtype.row_bytes(cols)` bytes, and `data` contains exactly `rows` of them.
 #[derive(Clone, Copy, Debug)]
 pub struct Matrix<'a> {
     /// Element type and block layout of `data`.
@@ -114,7 +114,7 @@ impl<'a> Matrix<'a> {
         self.data.len() / self.rows.max(1)
     }
 
-    /// The raw bytes of row `i`.
+    /// Returns the raw bytes of row `i`.
     ///
     /// # Panics
     /// Panics when `i >= self.rows`.

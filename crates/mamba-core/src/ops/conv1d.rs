@@ -34,7 +34,8 @@ pub fn causal_conv1d(
     out: &mut [f32],
 ) {
     let ConvShape { d_inner, d_conv, x_stride } = shape;
-    assert!(d_conv > 0 && x_stride >= d_inner, "causal_conv1d: invalid shape");
+    assert!(d_conv > 0, "causal_conv1d: d_conv must be at least 1");
+    assert!(x_stride >= d_inner, "causal_conv1d: x_stride {x_stride} is below d_inner {d_inner}");
     let n_tokens = out.len() / d_inner.max(1);
     let history = d_conv - 1;
     assert_eq!(out.len(), n_tokens * d_inner, "causal_conv1d: out is not whole rows");
@@ -92,7 +93,8 @@ pub fn causal_conv1d_tokens(
     out: &mut [f32],
 ) {
     let ConvShape { d_inner, d_conv, x_stride } = shape;
-    assert!(d_conv > 0 && x_stride >= d_inner, "causal_conv1d: invalid shape");
+    assert!(d_conv > 0, "causal_conv1d: d_conv must be at least 1");
+    assert!(x_stride >= d_inner, "causal_conv1d: x_stride {x_stride} is below d_inner {d_inner}");
     let history = d_conv - 1;
     assert_eq!(out.len(), tokens.len() * d_inner, "causal_conv1d: out is not one row per token");
     assert_eq!(state.len(), d_inner * history, "causal_conv1d: state length");
@@ -124,7 +126,8 @@ pub fn causal_conv1d_tokens(
 /// Panics when a slice is shorter than its shape requires or `d_conv` is 0.
 pub fn causal_conv1d_advance(shape: ConvShape, state: &mut [f32], x: &[f32], n_tokens: usize) {
     let ConvShape { d_inner, d_conv, x_stride } = shape;
-    assert!(d_conv > 0 && x_stride >= d_inner, "causal_conv1d: invalid shape");
+    assert!(d_conv > 0, "causal_conv1d: d_conv must be at least 1");
+    assert!(x_stride >= d_inner, "causal_conv1d: x_stride {x_stride} is below d_inner {d_inner}");
     let history = d_conv - 1;
     assert_eq!(state.len(), d_inner * history, "causal_conv1d: state length");
     if n_tokens == 0 {

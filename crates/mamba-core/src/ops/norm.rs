@@ -5,7 +5,8 @@
 /// # Panics
 /// Panics when the three slices differ in length.
 pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    assert!(x.len() == weight.len() && x.len() == out.len(), "rmsnorm: length mismatch");
+    assert_eq!(x.len(), weight.len(), "rmsnorm: x and weight lengths differ");
+    assert_eq!(x.len(), out.len(), "rmsnorm: x and out lengths differ");
     if x.is_empty() {
         return;
     }
@@ -24,7 +25,9 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 /// Panics when `x` and `out` differ in length or are not whole rows.
 pub fn rmsnorm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
-    assert!(x.len() == out.len() && d > 0 && x.len().is_multiple_of(d), "rmsnorm_rows: shape mismatch");
+    assert_eq!(x.len(), out.len(), "rmsnorm_rows: x and out lengths differ");
+    assert!(d > 0, "rmsnorm_rows: empty weight");
+    assert!(x.len().is_multiple_of(d), "rmsnorm_rows: x is not whole rows of {d}");
     for (row, out_row) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         rmsnorm(row, weight, eps, out_row);
     }

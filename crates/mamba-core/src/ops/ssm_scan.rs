@@ -54,8 +54,10 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &mut [f32], y: &mut [f32])
     let n_tokens = y.len() / d_inner.max(1);
     assert_eq!(y.len(), n_tokens * d_inner, "selective_scan: y is not whole rows");
     assert_eq!(state.len(), d_inner * d_state, "selective_scan: state length");
-    assert!(x.len() >= n_tokens * d_inner && dt.len() >= n_tokens * d_inner, "selective_scan: x/dt");
-    assert!(a.len() == d_inner * d_state && d.len() == d_inner, "selective_scan: A/D");
+    assert!(x.len() >= n_tokens * d_inner, "selective_scan: x is shorter than [n_tokens, d_inner]");
+    assert!(dt.len() >= n_tokens * d_inner, "selective_scan: dt is shorter than [n_tokens, d_inner]");
+    assert_eq!(a.len(), d_inner * d_state, "selective_scan: A is not [d_inner, d_state]");
+    assert_eq!(d.len(), d_inner, "selective_scan: D is not [d_inner]");
     if n_tokens == 0 {
         return;
     }
@@ -120,7 +122,7 @@ impl ScanKernel {
     /// Every kernel, slowest first.
     pub const ALL: [ScanKernel; 3] = [Self::Portable, Self::Avx2, Self::Avx512];
 
-    /// Whether this CPU can run the kernel. Without `std` only compile-time target features
+    /// Returns whether this CPU can run the kernel. Without `std` only compile-time target features
     /// count.
     pub fn is_available(self) -> bool {
         match self {
@@ -130,7 +132,7 @@ impl ScanKernel {
         }
     }
 
-    /// The fastest available kernel, detected once and cached.
+    /// Returns the fastest available kernel, detected once and cached.
     pub fn best() -> Self {
         use core::sync::atomic::{AtomicU8, Ordering};
         // 0: not detected yet; otherwise 1 + the index in ALL.
@@ -197,7 +199,7 @@ pub fn selective_scan_fast_with(kernel: ScanKernel, inputs: &ScanInputs<'_>, sta
 /// [`SCAN_BLOCK`] channels at a time. Several threads may scan disjoint channel ranges of
 /// the same inputs.
 ///
-/// `state` holds the rows of these channels only: `[channels.len(), d_state]`.
+/// `state` contains the rows of these channels only: `[channels.len(), d_state]`.
 ///
 /// # Panics
 /// Panics when `channels.start` is not a multiple of [`SCAN_BLOCK`], when `channels` is
@@ -227,8 +229,10 @@ fn scan_channels(
         "selective_scan: channel range {channels:?} must start at a multiple of {SCAN_BLOCK} and lie in 0..{d_inner}"
     );
     assert_eq!(state.len(), channels.len() * d_state, "selective_scan: state length");
-    assert!(x.len() >= n_tokens * d_inner && dt.len() >= n_tokens * d_inner, "selective_scan: x/dt");
-    assert!(a.len() == d_inner * d_state && d.len() == d_inner, "selective_scan: A/D");
+    assert!(x.len() >= n_tokens * d_inner, "selective_scan: x is shorter than [n_tokens, d_inner]");
+    assert!(dt.len() >= n_tokens * d_inner, "selective_scan: dt is shorter than [n_tokens, d_inner]");
+    assert_eq!(a.len(), d_inner * d_state, "selective_scan: A is not [d_inner, d_state]");
+    assert_eq!(d.len(), d_inner, "selective_scan: D is not [d_inner]");
     if n_tokens == 0 || channels.is_empty() {
         return;
     }

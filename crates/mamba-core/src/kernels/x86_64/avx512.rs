@@ -21,7 +21,7 @@ const TILE_TOKENS: usize = 4;
 
 /// Returns whether this CPU has AVX-512F, AVX2, FMA and F16C.
 ///
-/// With the `std` feature the CPU is queried at run time. Without it the answer is whether
+/// With the `std` feature the CPU is queried at run time. Without it the result is whether
 /// the crate was compiled with those target features.
 pub fn is_available() -> bool {
     #[cfg(feature = "std")]

@@ -37,7 +37,7 @@ const TOKEN_BLOCK: usize = 48;
 /// matvec ran at about half the speed without it (timed in a loop, 20 calls, twice).
 const PREFETCH_GROUPS: usize = 1;
 
-/// Most bytes a chunk of [`CHUNK`] columns takes in any format (F32).
+/// Maximum bytes a chunk of [`CHUNK`] columns takes in any format (F32 is the largest).
 const MAX_CHUNK_BYTES: usize = 4 * CHUNK;
 
 /// The vector operations of one SIMD tier.
@@ -264,7 +264,7 @@ unsafe fn dot_rows<S: Simd, F: Format, const R: usize>(
 /// Decodes columns `col..col + CHUNK` of the row at `row`, with zeros past `cols`.
 ///
 /// # Safety
-/// `row` holds `cols` weights of format `F`, `col < cols` is a multiple of [`CHUNK`], and
+/// `row` contains `cols` weights of format `F`, `col < cols` is a multiple of [`CHUNK`], and
 /// the CPU supports `S`'s target features.
 #[inline(always)]
 unsafe fn decode_chunk<S: Simd, F: Format>(row: *const u8, col: usize, cols: usize) -> S::Chunk {
@@ -414,9 +414,9 @@ pub(super) unsafe fn matmul<
 /// (`acc[t][r]`), or sets `acc` to them when the block starts the row.
 ///
 /// # Safety
-/// `x` holds `T` input rows of `x_stride` elements starting at its start, each with the
-/// block's `(vectors - 1) * LANES + tail` columns (or `vectors * LANES` when `tail == 0`);
-/// `acc` has `T` entries. The CPU supports `S`'s target features.
+/// `x` points at `T` input rows, `x_stride` elements apart. Each row has the block's
+/// `(vectors - 1) * LANES + tail` columns, or `vectors * LANES` when `tail == 0`. `acc` has
+/// `T` entries, and the CPU supports `S`'s target features.
 #[inline(always)]
 unsafe fn tile<S: Simd, const R: usize, const T: usize>(
     weights: &[[f32; K_BLOCK]; R],
