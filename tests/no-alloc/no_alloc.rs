@@ -95,15 +95,21 @@ fn main() -> ExitCode {
         }
     }
 
-    ARMED.store(true, Ordering::SeqCst);
-    let message = too_small_message();
-    ARMED.store(false, Ordering::SeqCst);
-    let expected_message = "state buffer is too small: 58368 bytes needed, 400 bytes given; pass a buffer of at least 58368 bytes";
-    if message == expected_message {
-        println!("ok small state buffer: {message}");
-    } else {
-        failures += 1;
-        println!("FAIL small state buffer: got {:?}, expected {expected_message:?}", message.as_str());
+    let scratch_bytes = MAX_SIZES.scratch_bytes();
+    let cases = [
+        ("state", 100, MAX_SIZES.scratch_len, String::from("state buffer is too small: 58368 bytes needed, 400 bytes given; pass a buffer of at least 58368 bytes")),
+        ("scratch", MAX_SIZES.state_len, 100, format!("scratch buffer is too small: {scratch_bytes} bytes needed, 400 bytes given; pass a buffer of at least {scratch_bytes} bytes")),
+    ];
+    for (buffer, state_len, scratch_len, expected_message) in cases {
+        ARMED.store(true, Ordering::SeqCst);
+        let message = too_small_message(state_len, scratch_len);
+        ARMED.store(false, Ordering::SeqCst);
+        if message == expected_message.as_str() {
+            println!("ok small {buffer} buffer: {message}");
+        } else {
+            failures += 1;
+            println!("FAIL small {buffer} buffer: got {:?}, expected {expected_message:?}", message.as_str());
+        }
     }
 
     ARMED.store(true, Ordering::SeqCst);
@@ -159,13 +165,14 @@ fn generate(prompt: &[u32], max_batch: usize) -> Result<Run, Error> {
     Ok(run)
 }
 
-/// Formats the error for a state buffer of 100 values, without allocating.
-fn too_small_message() -> heapless::String<256> {
+/// Formats the error for buffers of `state_len` and `scratch_len` values (one of them too
+/// small for chunks of 4 tokens), without allocating.
+fn too_small_message(state_len: usize, scratch_len: usize) -> heapless::String<256> {
     let mut message = heapless::String::new();
     let result = Model::from_bytes(&MODEL.0).and_then(|model| {
-        let mut state = [0.0f32; 100];
+        let mut state = [0.0f32; MAX_SIZES.state_len];
         let mut scratch = [0.0f32; MAX_SIZES.scratch_len];
-        Session::with_buffers(&model, &mut state[..], &mut scratch[..], 1).map(|_| ())
+        Session::with_buffers(&model, &mut state[..state_len], &mut scratch[..scratch_len], 4).map(|_| ())
     });
     let _ = match result {
         Ok(()) => write!(message, "no error"),
