@@ -140,9 +140,9 @@ pub enum Error {
     BufferTooSmall {
         /// Which buffer.
         buffer: &'static str,
-        /// Elements or bytes needed.
+        /// Bytes needed.
         needed: usize,
-        /// Elements or bytes given.
+        /// Bytes given.
         found: usize,
     },
     /// Saved session state does not fit this model or is damaged.
@@ -163,7 +163,7 @@ impl fmt::Display for Error {
             Self::EmptyInput => f.write_str("no input tokens: give a prompt of at least one token"),
             Self::BufferTooSmall { buffer, needed, found } => write!(
                 f,
-                "{buffer} buffer is too small: {needed} needed, {found} given"
+                "{buffer} buffer is too small: {needed} bytes needed, {found} bytes given; pass a buffer of at least {needed} bytes"
             ),
             Self::State(e) => e.fmt(f),
         }

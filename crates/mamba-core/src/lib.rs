@@ -19,7 +19,9 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod buffers;
 pub mod config;
+pub mod detokenize;
 pub mod error;
 pub mod gguf;
 pub mod kernels;
@@ -29,6 +31,7 @@ pub mod pool;
 pub mod quant;
 pub mod sampling;
 pub mod session;
+pub mod stop;
 pub mod tensor;
 
 pub use error::{Error, ModelError, StateError};

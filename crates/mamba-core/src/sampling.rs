@@ -4,6 +4,8 @@
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
+use crate::error::Error;
+
 /// Sampling settings. The defaults match llama.cpp's command-line defaults except the seed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplerParams {
@@ -180,8 +182,82 @@ impl Sampler {
         }
 
         // Sort descending by logit, ties by ascending id so the order is deterministic, then top-k.
-        candidates.sort_unstable_by(|a, b| b.value.total_cmp(&a.value).then(a.id.cmp(&b.id)));
-        let mut len = if p.top_k == 0 { n } else { p.top_k.min(n) };
+        candidates.sort_unstable_by(rank);
+        let len = if p.top_k == 0 { n } else { p.top_k.min(n) };
+        self.draw(&mut candidates[..len])
+    }
+
+    /// Picks the next token like [`Sampler::sample`], keeping the top-k candidates in a
+    /// fixed array of `K` entries instead of a vocabulary-sized buffer, so it needs no
+    /// allocator and `K * 8` bytes of stack. It gives the same token as [`Sampler::sample`]
+    /// with the same settings, history and RNG state.
+    ///
+    /// # Errors
+    /// - [`Error::EmptyInput`] when `logits` is empty.
+    /// - [`Error::BufferTooSmall`] naming the top-k candidates when the temperature is
+    ///   positive and `top_k` is 0 or larger than `K`. Greedy sampling works with any `K`.
+    pub fn sample_fixed<const K: usize>(&mut self, logits: &[f32], history: &[u32]) -> Result<u32, Error> {
+        let p = self.params;
+        let n = logits.len();
+        if n == 0 {
+            return Err(Error::EmptyInput);
+        }
+        let penalised = |i: usize| -> Candidate {
+            let mut value = logits[i];
+            if p.repetition_penalty != 1.0 && p.repetition_penalty > 0.0 {
+                let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
+                if recent.contains(&(i as u32)) {
+                    value = if value > 0.0 { value / p.repetition_penalty } else { value * p.repetition_penalty };
+                }
+            }
+            if value.is_nan() {
+                value = f32::NEG_INFINITY;
+            }
+            Candidate { id: i as u32, value }
+        };
+
+        // Greedy: the first of the largest values, as `sample` picks it.
+        if p.temperature <= 0.0 {
+            let mut best = penalised(0);
+            for i in 1..n {
+                let cand = penalised(i);
+                if cand.value > best.value {
+                    best = cand;
+                }
+            }
+            return Ok(best.id);
+        }
+
+        let k = if p.top_k == 0 { n } else { p.top_k.min(n) };
+        if k > K {
+            let bytes = core::mem::size_of::<Candidate>();
+            return Err(Error::BufferTooSmall { buffer: "top-k candidates", needed: k * bytes, found: K * bytes });
+        }
+
+        // Keep the k best in `rank` order by insertion; ties keep the lower id first.
+        let mut top = heapless::Vec::<Candidate, K>::new();
+        for i in 0..n {
+            let cand = penalised(i);
+            if top.len() == k {
+                match top.last() {
+                    Some(last) if rank(&cand, last).is_lt() => {
+                        top.pop();
+                    }
+                    _ => continue,
+                }
+            }
+            let at = top.partition_point(|c| rank(c, &cand).is_le());
+            // `top` holds fewer than k <= K entries here, so the insert succeeds.
+            let _ = top.insert(at, cand);
+        }
+        Ok(self.draw(&mut top))
+    }
+
+    /// Draws a token from `candidates`, the top-k logits in [`rank`] order: temperature
+    /// softmax, then the top-p and min-p cuts, then one RNG draw.
+    fn draw(&mut self, candidates: &mut [Candidate]) -> u32 {
+        let p = self.params;
+        let mut len = candidates.len();
 
         // Softmax with temperature over the kept candidates.
         let max = candidates[0].value;
@@ -223,6 +299,11 @@ impl Sampler {
         }
         candidates[len - 1].id
     }
+}
+
+/// Orders candidates by descending value, ties by ascending id, so sorting is deterministic.
+fn rank(a: &Candidate, b: &Candidate) -> core::cmp::Ordering {
+    b.value.total_cmp(&a.value).then(a.id.cmp(&b.id))
 }
 
 #[cfg(all(test, feature = "alloc"))]
@@ -287,6 +368,52 @@ mod tests {
         for _ in 0..100 {
             assert_ne!(s.sample(&[10.0, 0.0, 9.0], &[]), 1);
         }
+    }
+
+    #[test]
+    fn fixed_top_k_matches_sample() {
+        let mut rng = Rng::new(11);
+        for case in 0..200u64 {
+            let n = 1 + (rng.next_u64() % 300) as usize;
+            // Coarse values make ties common, so the tie order is exercised too.
+            let logits: Vec<f32> = (0..n).map(|_| (rng.next_u64() % 16) as f32 * 0.5 - 4.0).collect();
+            let history: Vec<u32> = (0..20).map(|_| (rng.next_u64() % n as u64) as u32).collect();
+            let params = SamplerParams {
+                temperature: if case % 5 == 0 { 0.0 } else { 0.3 + (case % 7) as f32 * 0.2 },
+                top_k: 1 + (case % 40) as usize,
+                top_p: if case % 3 == 0 { 1.0 } else { 0.9 },
+                min_p: if case % 2 == 0 { 0.0 } else { 0.05 },
+                repetition_penalty: if case % 4 == 0 { 1.3 } else { 1.0 },
+                repeat_last_n: 16,
+                seed: case,
+            };
+            let mut full = Sampler::new(params);
+            let mut fixed = Sampler::new(params);
+            for step in 0..5 {
+                let expected = full.sample(&logits, &history);
+                let found = fixed.sample_fixed::<40>(&logits, &history);
+                assert_eq!(found, Ok(expected), "case {case}, step {step}, n {n}, params {params:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_rejects_top_k_above_capacity() {
+        let params = SamplerParams { temperature: 1.0, top_k: 50, ..SamplerParams::default() };
+        let mut s = Sampler::new(params);
+        let logits = [0.0f32; 100];
+        let err = s.sample_fixed::<40>(&logits, &[]);
+        assert_eq!(err, Err(Error::BufferTooSmall { buffer: "top-k candidates", needed: 400, found: 320 }));
+        let all = SamplerParams { top_k: 0, ..params };
+        let err = Sampler::new(all).sample_fixed::<40>(&logits, &[]);
+        assert_eq!(err, Err(Error::BufferTooSmall { buffer: "top-k candidates", needed: 800, found: 320 }));
+    }
+
+    #[test]
+    fn fixed_greedy_needs_no_capacity() {
+        let mut s = Sampler::new(SamplerParams::greedy());
+        assert_eq!(s.sample_fixed::<0>(&[0.1, 3.0, -1.0, 3.0], &[]), Ok(1));
+        assert_eq!(s.sample_fixed::<0>(&[], &[]), Err(Error::EmptyInput));
     }
 
     #[test]

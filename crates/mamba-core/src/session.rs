@@ -158,14 +158,21 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
     /// Creates a session over caller-provided buffers. `state` needs
     /// `model.config.state_len()` values and `scratch` needs
     /// `ScratchLayout::new(&model.config, max_batch).len()`; both are zeroed.
+    /// [`BufferSizes`](crate::buffers::BufferSizes) gives both sizes at compile time.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] naming the buffer and the bytes it needs when one is too
+    /// small for this model.
     pub fn with_buffers(model: &'m Model<'m>, mut state: S, mut scratch: S, max_batch: usize) -> Result<Self, Error> {
         let layout = ScratchLayout::new(&model.config, max_batch);
         let state_len = model.config.state_len();
         if state.as_ref().len() < state_len {
-            return Err(Error::BufferTooSmall { buffer: "state (f32 values)", needed: state_len, found: state.as_ref().len() });
+            let found = core::mem::size_of_val(state.as_ref());
+            return Err(Error::BufferTooSmall { buffer: "state", needed: model.config.state_bytes(), found });
         }
         if scratch.as_ref().len() < layout.len() {
-            return Err(Error::BufferTooSmall { buffer: "scratch (f32 values)", needed: layout.len(), found: scratch.as_ref().len() });
+            let found = core::mem::size_of_val(scratch.as_ref());
+            return Err(Error::BufferTooSmall { buffer: "scratch", needed: layout.bytes(), found });
         }
         state.as_mut().fill(0.0);
         scratch.as_mut().fill(0.0);
@@ -280,7 +287,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
     pub fn save_state(&self, out: &mut [u8]) -> Result<usize, Error> {
         let needed = self.state_bytes_len();
         let found = out.len();
-        let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { buffer: "state bytes", needed, found })?;
+        let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { buffer: "saved state", needed, found })?;
         let (header, body) = out.split_at_mut(STATE_HEADER_LEN);
 
         let values = self.state().iter().chain(self.logits_slice().iter());
