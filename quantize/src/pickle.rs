@@ -159,7 +159,9 @@ pub enum PickleError {
         message: String,
     },
     /// A size, count or depth limit was exceeded.
-    #[error("pickle at byte {offset} exceeds the limit of {limit} {what}; a state dict never needs that many")]
+    #[error(
+        "pickle at byte {offset} exceeds the limit of {limit} {what}; a state dict never needs that many"
+    )]
     Limit {
         /// What is limited.
         what: &'static str,
@@ -471,7 +473,10 @@ impl<'a> Machine<'a> {
     // ---- input ----
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], PickleError> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.input.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.input.len());
         let Some(end) = end else {
             return Err(PickleError::Truncated {
                 what,
@@ -629,7 +634,7 @@ impl<'a> Machine<'a> {
 
     /// Adds key, value pairs (flattened) to the dict on top of the stack.
     fn extend_dict(&mut self, flat: Vec<Value>) -> Result<(), PickleError> {
-        if flat.len() % 2 != 0 {
+        if !flat.len().is_multiple_of(2) {
             return Err(self.invalid(format!(
                 "SETITEMS with {} values, expected key, value pairs",
                 flat.len()
@@ -758,10 +763,16 @@ impl<'a> Machine<'a> {
 
     fn call(&self, callable: &Value, args: &Value) -> Result<Value, PickleError> {
         let Value::Global(global) = callable else {
-            return Err(self.invalid(format!("REDUCE calls {}, expected a class or function", callable.kind())));
+            return Err(self.invalid(format!(
+                "REDUCE calls {}, expected a class or function",
+                callable.kind()
+            )));
         };
         let Value::Tuple(args) = args else {
-            return Err(self.invalid(format!("REDUCE arguments are {}, expected a tuple", args.kind())));
+            return Err(self.invalid(format!(
+                "REDUCE arguments are {}, expected a tuple",
+                args.kind()
+            )));
         };
         let args = args.items.as_slice();
         match global {
@@ -804,9 +815,9 @@ impl<'a> Machine<'a> {
             return Err(self.invalid(usage.to_owned()));
         };
         if !is_empty_dict(hooks) {
-            return Err(self.invalid(
-                "a tensor has backward hooks; a saved state dict has none".to_owned(),
-            ));
+            return Err(
+                self.invalid("a tensor has backward hooks; a saved state dict has none".to_owned())
+            );
         }
         let shape = self.int_tuple(size, "size")?;
         let strides = self.int_tuple(stride, "stride")?;
@@ -851,7 +862,10 @@ impl<'a> Machine<'a> {
 
     fn int_tuple(&self, value: &Value, what: &str) -> Result<Vec<u64>, PickleError> {
         let Value::Tuple(tuple) = value else {
-            return Err(self.invalid(format!("tensor {what} is {}, expected a tuple", value.kind())));
+            return Err(self.invalid(format!(
+                "tensor {what} is {}, expected a tuple",
+                value.kind()
+            )));
         };
         if tuple.items.len() > MAX_DIMS {
             return Err(self.limit("tensor dimensions", MAX_DIMS as u64));
@@ -909,13 +923,16 @@ impl<'a> Machine<'a> {
             b'i' | b'o' | 0x81 | 0x92 => ("INST/OBJ/NEWOBJ", "it creates arbitrary objects"),
             0x82..=0x84 => ("EXT", "extension codes name arbitrary classes"),
             b'P' => ("PERSID", "torch.save writes persistent ids with BINPERSID"),
-            b'S' | b'T' | b'U' | b'V' | b'B' | b'C' | 0x8e | 0x96 => {
-                ("a text or bytes string", "torch.save writes names with BINUNICODE")
-            }
+            b'S' | b'T' | b'U' | b'V' | b'B' | b'C' | 0x8e | 0x96 => (
+                "a text or bytes string",
+                "torch.save writes names with BINUNICODE",
+            ),
             b'I' | b'L' | b'F' | b'p' | b'g' | b'd' | b'l' | 0x8b => {
                 ("a protocol 0 or 1 opcode", "torch.save writes protocol 2")
             }
-            0x8f..=0x91 | 0x97 | 0x98 => ("a set, bytearray or buffer opcode", "a state dict has none"),
+            0x8f..=0x91 | 0x97 | 0x98 => {
+                ("a set, bytearray or buffer opcode", "a state dict has none")
+            }
             _ => ("unknown", "it is not a pickle opcode this reader knows"),
         };
         PickleError::UnsupportedOpcode {
@@ -930,4 +947,3 @@ impl<'a> Machine<'a> {
 fn is_empty_dict(value: &Value) -> bool {
     matches!(value, Value::Dict(dict) if dict.items.is_empty())
 }
-

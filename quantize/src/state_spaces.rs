@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 
 use crate::convert::Notes;
 use crate::error::{ConvertError, Result};
-use crate::params::{HfConfig, MambaParams, get_bool, invalid, parse_hf_config, positive_dim, read_dt_rank};
+use crate::params::{
+    HfConfig, MambaParams, get_bool, invalid, parse_hf_config, positive_dim, read_dt_rank,
+};
 use crate::safetensors_input::{INDEX_FILE, SINGLE_FILE};
 use crate::torch_input::{TORCH_FILE, TorchCheckpoint};
 
@@ -83,7 +85,8 @@ pub fn read_config(dir: &Path) -> Result<HfConfig> {
 }
 
 fn is_state_spaces_config(json: &Value) -> bool {
-    json.get("ssm_cfg").is_some() || (json.get("d_model").is_some() && json.get("hidden_size").is_none())
+    json.get("ssm_cfg").is_some()
+        || (json.get("d_model").is_some() && json.get("hidden_size").is_none())
 }
 
 /// Parses a `mamba_ssm` `config.json`. Returns the same [`HfConfig`] as the Hugging Face
@@ -102,7 +105,12 @@ pub fn parse_state_spaces_config(path: &Path, json: Value) -> Result<HfConfig> {
     check_ssm_cfg(path, ssm_cfg)?;
 
     let d_model = require(path, obj, "d_model", "d_model is the residual stream width")?;
-    let n_layer = require(path, obj, "n_layer", "n_layer is the number of Mamba blocks")?;
+    let n_layer = require(
+        path,
+        obj,
+        "n_layer",
+        "n_layer is the number of Mamba blocks",
+    )?;
     let vocab_size = require(
         path,
         obj,
@@ -183,7 +191,15 @@ fn check_ssm_cfg(path: &Path, ssm_cfg: &Map<String, Value>) -> Result<()> {
             path: path.to_path_buf(),
         });
     }
-    const MODEL_KEYS: [&str; 7] = ["layer", "d_state", "d_conv", "expand", "dt_rank", "conv_bias", "bias"];
+    const MODEL_KEYS: [&str; 7] = [
+        "layer",
+        "d_state",
+        "d_conv",
+        "expand",
+        "dt_rank",
+        "conv_bias",
+        "bias",
+    ];
     for key in ssm_cfg.keys() {
         if !MODEL_KEYS.contains(&key.as_str()) && !SSM_INIT_KEYS.contains(&key.as_str()) {
             return Err(ConvertError::InvalidValue {
@@ -284,7 +300,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<HfConfig> {
-        parse_state_spaces_config(Path::new("config.json"), serde_json::from_str(text).unwrap())
+        parse_state_spaces_config(
+            Path::new("config.json"),
+            serde_json::from_str(text).unwrap(),
+        )
     }
 
     /// `config.json` of state-spaces/mamba-130m.
@@ -347,7 +366,9 @@ mod tests {
 
     #[test]
     fn missing_key_is_named() {
-        let message = parse(r#"{"d_model": 8, "vocab_size": 8}"#).unwrap_err().to_string();
+        let message = parse(r#"{"d_model": 8, "vocab_size": 8}"#)
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("n_layer"), "{message}");
     }
 
@@ -355,6 +376,8 @@ mod tests {
     fn detects_config_style() {
         assert!(is_state_spaces_config(&serde_json::json!({"d_model": 8})));
         assert!(is_state_spaces_config(&serde_json::json!({"ssm_cfg": {}})));
-        assert!(!is_state_spaces_config(&serde_json::json!({"hidden_size": 8})));
+        assert!(!is_state_spaces_config(
+            &serde_json::json!({"hidden_size": 8})
+        ));
     }
 }

@@ -44,7 +44,9 @@ pub enum ZipError {
     )]
     NotZip,
     /// A record lies outside the file or is cut short.
-    #[error("truncated ZIP archive: the {what} at byte {offset} needs {len} bytes, but the file has {file_len}")]
+    #[error(
+        "truncated ZIP archive: the {what} at byte {offset} needs {len} bytes, but the file has {file_len}"
+    )]
     Truncated {
         /// The record or entry.
         what: String,
@@ -242,7 +244,11 @@ impl<'a> ZipArchive<'a> {
         let name_len = u64::from(reader.u16(local + 26)?);
         let extra_len = u64::from(reader.u16(local + 28)?);
         let data_start = local as u64 + LOCAL_LEN as u64 + name_len + extra_len;
-        let start = reader.offset(data_start, entry.compressed_size, &format!("data of {name}"))?;
+        let start = reader.offset(
+            data_start,
+            entry.compressed_size,
+            &format!("data of {name}"),
+        )?;
         Ok(&self.data[start..start + entry.compressed_size as usize])
     }
 
@@ -286,7 +292,11 @@ fn read_central(reader: &Reader<'_>, at: usize) -> Result<(String, Entry, usize)
     let extra_len = usize::from(reader.u16(at + 30)?);
     let comment_len = usize::from(reader.u16(at + 32)?);
     let name_start = at + CENTRAL_LEN;
-    reader.check(name_start, name_len + extra_len + comment_len, "central directory entry")?;
+    reader.check(
+        name_start,
+        name_len + extra_len + comment_len,
+        "central directory entry",
+    )?;
     let name_bytes = &reader.data[name_start..name_start + name_len];
     let name = std::str::from_utf8(name_bytes)
         .map_err(|_| ZipError::BadName {
@@ -387,7 +397,7 @@ impl Reader<'_> {
 
     fn bytes<const N: usize>(&self, at: usize) -> Result<[u8; N], ZipError> {
         self.data
-            .get(at..at.checked_add(N).unwrap_or(usize::MAX))
+            .get(at..at.saturating_add(N))
             .and_then(|slice| slice.try_into().ok())
             .ok_or_else(|| self.truncated("ZIP record", at, N as u64))
     }
