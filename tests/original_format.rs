@@ -105,7 +105,7 @@ fn original_f32_matches_transformers() {
 }
 
 /// Without `--tokenizer`, a checkpoint with no `tokenizer.json` fails with a message that
-/// says to pass one.
+/// asks for one.
 #[test]
 fn missing_tokenizer_names_option() {
     let fixture = Fixture::load("tiny");

@@ -204,7 +204,7 @@ pub enum ConvertError {
     Zip {
         /// The checkpoint file.
         path: PathBuf,
-        /// What is wrong with the archive.
+        /// The archive's defect.
         source: crate::zip_archive::ZipError,
     },
 
@@ -215,7 +215,7 @@ pub enum ConvertError {
         path: PathBuf,
         /// The pickle's entry in the archive.
         entry: String,
-        /// What the reader rejected.
+        /// The reader's reason for the rejection.
         source: crate::pickle::PickleError,
     },
 

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Longest string accepted, in bytes. State dict keys are short dotted names.
+/// Maximum string length accepted, in bytes. State dict keys are short dotted names.
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Most values on the stack at once.
 pub const MAX_STACK: usize = 1 << 20;
@@ -98,7 +98,7 @@ pub struct StorageRef {
 /// A contiguous tensor view of a storage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorRef {
-    /// The storage that holds the values.
+    /// The storage that contains the values.
     pub storage: Rc<StorageRef>,
     /// Offset of the first element, in elements.
     pub offset: u64,
@@ -113,7 +113,7 @@ impl TensorRef {
     }
 }
 
-/// Why a pickle was rejected. Offsets count bytes from the start of the pickle.
+/// The reason a pickle was rejected. Offsets count bytes from the start of the pickle.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PickleError {
     /// The pickle ends before its STOP opcode.
@@ -121,7 +121,7 @@ pub enum PickleError {
     Truncated {
         /// The opcode or argument being read.
         what: &'static str,
-        /// Where it starts.
+        /// Offset of the opcode.
         offset: usize,
     },
     /// An opcode this reader does not accept.
@@ -131,9 +131,9 @@ pub enum PickleError {
         opcode: u8,
         /// Its name in Python's pickletools, or "unknown".
         name: &'static str,
-        /// Where it is.
+        /// Offset of the opcode.
         offset: usize,
-        /// Why it is rejected.
+        /// The reason for the rejection.
         reason: &'static str,
     },
     /// A global other than the few a state dict needs.
@@ -147,15 +147,15 @@ pub enum PickleError {
         module: String,
         /// Name part.
         name: String,
-        /// Where the opcode is.
+        /// Offset of the opcode.
         offset: usize,
     },
     /// An operand has the wrong kind, or a call has arguments a state dict never uses.
     #[error("invalid pickle at byte {offset}: {message}")]
     Invalid {
-        /// Where the opcode is.
+        /// Offset of the opcode.
         offset: usize,
-        /// What is wrong.
+        /// Description of the problem.
         message: String,
     },
     /// A size, count or depth limit was exceeded.
@@ -163,17 +163,17 @@ pub enum PickleError {
         "pickle at byte {offset} exceeds the limit of {limit} {what}; a state dict never needs that many"
     )]
     Limit {
-        /// What is limited.
+        /// The limited quantity.
         what: &'static str,
         /// The limit.
         limit: u64,
-        /// Where it was exceeded.
+        /// Offset of the opcode that exceeded it.
         offset: usize,
     },
     /// The pickle does not produce a dict of tensors.
     #[error("the pickle is not a state dict: {message}")]
     NotStateDict {
-        /// What the top-level object is, or which entry is not a tensor.
+        /// The kind of the top-level object, or the entry that is not a tensor.
         message: String,
     },
 }
@@ -884,7 +884,7 @@ impl<'a> Machine<'a> {
     }
 
     /// BUILD sets an object's state. torch.save emits it for the state dict's `_metadata`
-    /// attribute, which holds module versions only and is dropped.
+    /// attribute, which contains module versions only and is dropped.
     fn build(&mut self) -> Result<(), PickleError> {
         let state = self.pop()?;
         let target = self.top_mut()?;

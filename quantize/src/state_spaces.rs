@@ -40,7 +40,7 @@ const SSM_INIT_KEYS: [&str; 7] = [
     "layer_idx",
 ];
 
-/// Where the weights of a checkpoint directory are stored.
+/// Storage format of the weights in a checkpoint directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WeightFormat {
     /// `model.safetensors` or a sharded index.
@@ -281,7 +281,7 @@ pub(crate) fn convert_torch(
 }
 
 /// Returns the tokenizer file to embed: the one passed, else `tokenizer.json` in `dir`.
-/// state-spaces checkpoints ship without one, so the error says how to pass it.
+/// state-spaces checkpoints ship without one, so the error explains how to pass it.
 fn tokenizer_path(dir: &Path, tokenizer: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = tokenizer {
         return Ok(path.to_path_buf());

@@ -169,8 +169,8 @@ fn tensor_bytes<'a>(
     Ok(&storage[start..start + len])
 }
 
-/// The safetensors element type of a storage type, so that both inputs share one tensor
-/// type. Types the converter cannot read are rejected with the tensor's name when used.
+/// Maps a storage type to its safetensors element type, so that both inputs share one
+/// tensor type. Types the converter cannot read are rejected with the tensor's name when used.
 fn dtype(ty: StorageType) -> Dtype {
     match ty {
         StorageType::F64 => Dtype::F64,

@@ -34,7 +34,7 @@ const METHOD_STORED: u16 = 0;
 /// General purpose flag bit 0, encrypted.
 const FLAG_ENCRYPTED: u16 = 1;
 
-/// Why an archive or one of its entries cannot be read.
+/// The reason an archive or one of its entries cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ZipError {
     /// No end of central directory record was found.
@@ -78,7 +78,7 @@ pub enum ZipError {
         count: u64,
         /// Size of the central directory in bytes.
         cd_size: u64,
-        /// Most entries that size allows.
+        /// Maximum entry count that size allows.
         max: u64,
     },
     /// A name is not UTF-8 or appears twice.
@@ -86,7 +86,7 @@ pub enum ZipError {
     BadName {
         /// The name, lossily decoded.
         name: String,
-        /// What is wrong with it.
+        /// Description of the problem.
         problem: &'static str,
     },
     /// A needed ZIP64 field is missing from the extra field.

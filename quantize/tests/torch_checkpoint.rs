@@ -623,6 +623,7 @@ fn huge_declared_sizes_are_errors() {
     let mut payload = Pickle::new().op(&[0x8d]).0;
     payload.extend((1u64 << 63).to_le_bytes());
     assert!(matches!(pickle_err(&payload), PickleError::Limit { .. }));
+
     // A tensor larger than its storage, and one whose size overflows u64.
     for size in [&[1i64 << 40, 1 << 40][..], &[i64::MAX, i64::MAX, 4]] {
         let stride: Vec<i64> = match size.len() {
@@ -636,7 +637,8 @@ fn huge_declared_sizes_are_errors() {
             "{size:?}: {err}"
         );
     }
-    // A storage that declares 2^62 elements but whose entry holds 8 bytes.
+
+    // A storage that declares 2^62 elements but whose entry contains 8 bytes.
     let floats = f32_bytes(&[1.0, 2.0]);
     let pickle = Pickle::state_dict(&[("w", f32_spec("0", 1 << 62, &[2], &[1]))]);
     let message = read_err(&archive(&pickle, &[("0", &floats)])).to_string();
@@ -644,6 +646,7 @@ fn huge_declared_sizes_are_errors() {
         message.contains("declares 4611686018427387904 elements"),
         "{message}"
     );
+
     // A LONG1 wider than 64 bits.
     let err = pickle_err(
         &Pickle::new()
