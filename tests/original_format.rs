@@ -122,3 +122,30 @@ fn missing_tokenizer_names_option() {
     assert!(message.contains("--tokenizer"), "{message}");
     assert!(!out_dir.join("model.gguf").exists(), "no output after a failure");
 }
+
+/// A `mamba_ssm` config next to safetensors weights is read with the same rules, so the
+/// padded vocab still matches the embedding.
+#[test]
+fn original_config_with_safetensors_converts() {
+    let fixture = Fixture::load("tiny");
+    let dir = temp_dir("original-config-safetensors");
+    std::fs::copy(fixture.dir.join("original/config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(fixture.hf_dir().join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let output = dir.join("model.gguf");
+    let options = mamba_quantize::Options {
+        input: dir.clone(),
+        output: output.clone(),
+        target: GgmlType::F32,
+        tokenizer: Some(fixture.hf_dir().join("tokenizer.json")),
+    };
+    mamba_quantize::convert(&options, &mut mamba_quantize::NoProgress).unwrap();
+    let bytes = std::fs::read(&output).unwrap();
+    let converted = Gguf::parse(&bytes).unwrap();
+    let hf_bytes = fixture.gguf_bytes(GgmlType::F32);
+    let hf = Gguf::parse(&hf_bytes).unwrap();
+    for tensor in hf.tensors() {
+        let other = converted.tensor(tensor.name).unwrap_or_else(|| panic!("{} missing", tensor.name));
+        assert!(other.data == tensor.data, "{} data differs", tensor.name);
+    }
+    assert_eq!(converted.tensor_count(), hf.tensor_count());
+}
