@@ -105,7 +105,7 @@ fn original_f32_matches_transformers() {
 }
 
 /// Without `--tokenizer`, a checkpoint with no `tokenizer.json` fails with a message that
-/// asks for one.
+/// names the option.
 #[test]
 fn missing_tokenizer_names_option() {
     let fixture = Fixture::load("tiny");
@@ -148,4 +148,26 @@ fn original_config_with_safetensors_converts() {
         assert!(other.data == tensor.data, "{} data differs", tensor.name);
     }
     assert_eq!(converted.tensor_count(), hf.tensor_count());
+}
+
+/// A tokenizer passed without its `tokenizer_config.json` leaves the file without BOS and
+/// EOS ids, and the conversion notes it.
+#[test]
+fn tokenizer_without_config_is_noted() {
+    let fixture = Fixture::load("tiny");
+    let dir = temp_dir("original-bare-tokenizer");
+    std::fs::copy(fixture.hf_dir().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let output = dir.join("model.gguf");
+    let options = mamba_quantize::Options {
+        input: fixture.dir.join("original"),
+        output: output.clone(),
+        target: GgmlType::F32,
+        tokenizer: Some(dir.join("tokenizer.json")),
+    };
+    let summary = mamba_quantize::convert(&options, &mut mamba_quantize::NoProgress).unwrap();
+    let note = summary.notes.iter().find(|note| note.contains("records no BOS or EOS token"));
+    assert!(note.is_some(), "notes: {:?}", summary.notes);
+    let bytes = std::fs::read(&output).unwrap();
+    let gguf = Gguf::parse(&bytes).unwrap();
+    assert!(gguf.get("tokenizer.ggml.eos_token_id").is_none());
 }

@@ -275,9 +275,30 @@ pub(crate) fn convert_torch(
 ) -> Result<(usize, u64, u64)> {
     let config = read_config(dir)?;
     let tokenizer = tokenizer_path(dir, tokenizer)?;
+    note_missing_special_ids(&config, &tokenizer, notes);
     let checkpoint = TorchCheckpoint::open(&dir.join(TORCH_FILE))?;
     let stored = checkpoint.tensors()?;
     crate::hf::convert_tensors(dir, &config, &stored, &tokenizer, output, target, notes)
+}
+
+/// Notes that the output will record no BOS or EOS id when neither `config.json` nor a
+/// `tokenizer_config.json` next to the tokenizer names them, which is the case for a
+/// state-spaces checkpoint with only a `tokenizer.json` passed. Without an EOS id,
+/// generation does not stop at the end of a text.
+fn note_missing_special_ids(config: &HfConfig, tokenizer: &Path, notes: &mut Notes<'_>) {
+    let in_config = ["bos_token_id", "eos_token_id"]
+        .iter()
+        .any(|key| config.json.get(key).is_some_and(|id| !id.is_null()));
+    let tokenizer_config = tokenizer.with_file_name("tokenizer_config.json");
+    if !in_config && !tokenizer_config.is_file() {
+        notes.note(format!(
+            "{} does not exist and {} names no bos_token_id or eos_token_id, so the GGUF file \
+             records no BOS or EOS token; copy the tokenizer's tokenizer_config.json next to \
+             the tokenizer file (GPT-NeoX-20B's has <|endoftext|>, id 0, for both)",
+            tokenizer_config.display(),
+            config.path.display()
+        ));
+    }
 }
 
 /// Returns the tokenizer file to embed: the one passed, else `tokenizer.json` in `dir`.
