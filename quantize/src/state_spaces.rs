@@ -121,6 +121,8 @@ pub fn parse_state_spaces_config(path: &Path, json: Value) -> Result<HfConfig> {
         optional(path, obj, "pad_vocab_size_multiple")?.unwrap_or(DEFAULT_PAD_VOCAB_SIZE_MULTIPLE);
     let n_vocab = vocab_size.next_multiple_of(pad_multiple);
 
+    // residual_in_fp32 and fused_add_norm only choose the residual's precision and a fused
+    // kernel, so they do not change an F32 model and are not read.
     let d_inner = read_d_inner(path, ssm_cfg, d_model)?;
     let params = MambaParams {
         d_model,
