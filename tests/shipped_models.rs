@@ -69,7 +69,7 @@ fn shipped_checkpoints_match_transformers() {
         let e = expected(name);
         let out_dir = mamba_edge_tests::temp_dir(&format!("shipped-{name}"));
         let out = out_dir.join("model.gguf");
-        let options = mamba_quantize::Options { input: model_dir(name).join("hf"), output: out.clone(), target: GgmlType::F32 };
+        let options = mamba_quantize::Options { input: model_dir(name).join("hf"), output: out.clone(), target: GgmlType::F32, tokenizer: None };
         mamba_quantize::convert(&options, &mut mamba_quantize::NoProgress).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         let _ = std::fs::remove_dir_all(&out_dir);

@@ -11,6 +11,7 @@ use mamba_core::quant::{F16_MAX, QuantError, dequantize_row, quantize_row};
 use crate::error::{ConvertError, Result};
 use crate::plan::max_abs;
 use crate::safetensors_input::SourceDtype;
+use crate::state_spaces::{WeightFormat, convert_torch, detect_weights};
 
 /// Input, output and target type of one conversion.
 #[derive(Clone, Debug)]
@@ -21,6 +22,9 @@ pub struct Options {
     pub output: PathBuf,
     /// The type of the weight matrices.
     pub target: GgmlType,
+    /// The `tokenizer.json` to embed. Without it, the checkpoint directory's own
+    /// `tokenizer.json` is used. GGUF input keeps its tokenizer and ignores this.
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// Receives progress and remarks while a conversion runs.
@@ -62,8 +66,17 @@ pub fn convert(options: &Options, progress: &mut dyn Progress) -> Result<Summary
         progress,
         list: Vec::new(),
     };
+    let tokenizer = options.tokenizer.as_deref();
     let (tensors_written, bytes_in, bytes_out) = if options.input.is_dir() {
-        crate::hf::convert_hf(&options.input, &options.output, options.target, &mut notes)?
+        let dir = &options.input;
+        match detect_weights(dir)? {
+            WeightFormat::Safetensors => {
+                crate::hf::convert_hf(dir, &options.output, options.target, tokenizer, &mut notes)?
+            }
+            WeightFormat::Torch => {
+                convert_torch(dir, &options.output, options.target, tokenizer, &mut notes)?
+            }
+        }
     } else if is_gguf_file(&options.input)? {
         crate::gguf_input::requantize(&options.input, &options.output, options.target, &mut notes)?
     } else {

@@ -114,10 +114,12 @@ pub enum ConvertError {
     },
 
     // ---- safetensors ----
-    /// Neither `model.safetensors` nor `model.safetensors.index.json` exists.
+    /// None of `model.safetensors`, `model.safetensors.index.json` and `pytorch_model.bin`
+    /// exists.
     #[error(
-        "{path} contains neither model.safetensors nor model.safetensors.index.json; \
-         PyTorch .bin checkpoints are not supported, re-save the model with safe_serialization=True"
+        "{path} contains no weights: expected model.safetensors or model.safetensors.index.json \
+         (Hugging Face format), or pytorch_model.bin (original mamba_ssm format); sharded .bin \
+         checkpoints are not read, so re-save such a model with safe_serialization=True"
     )]
     MissingWeights {
         /// The checkpoint directory.
@@ -196,11 +198,53 @@ pub enum ConvertError {
         from: String,
     },
 
+    // ---- pytorch_model.bin ----
+    /// The ZIP container of a `torch.save` file could not be read.
+    #[error("{path}: {source}")]
+    Zip {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The archive's defect.
+        source: crate::zip_archive::ZipError,
+    },
+
+    /// The pickled state dict of a `torch.save` file was rejected.
+    #[error("{path}: {entry}: {source}")]
+    Pickle {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The pickle's entry in the archive.
+        entry: String,
+        /// The reader's reason for the rejection.
+        source: crate::pickle::PickleError,
+    },
+
+    /// A `torch.save` file is not laid out as the converter expects.
+    #[error("{path}: {message}")]
+    TorchFormat {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The problem and what to do.
+        message: String,
+    },
+
     // ---- tokenizer ----
-    /// `tokenizer.json` is missing from the checkpoint directory.
+    /// A checkpoint without `tokenizer.json` was converted without `--tokenizer`.
     #[error(
-        "{path} not found; copy the model's tokenizer.json into the checkpoint directory \
-         (state-spaces Mamba checkpoints use the GPT-NeoX-20B tokenizer, \
+        "{dir} has no tokenizer.json; original mamba_ssm checkpoints ship without one, so pass \
+         the tokenizer file with --tokenizer (state-spaces Mamba models use the GPT-NeoX-20B \
+         tokenizer, EleutherAI/gpt-neox-20b tokenizer.json)"
+    )]
+    TokenizerNotGiven {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+
+    /// `tokenizer.json` is missing from the checkpoint directory, or the file passed with
+    /// `--tokenizer` does not exist.
+    #[error(
+        "{path} not found; copy the model's tokenizer.json into the checkpoint directory or \
+         pass it with --tokenizer (state-spaces Mamba checkpoints use the GPT-NeoX-20B tokenizer, \
          EleutherAI/gpt-neox-20b tokenizer.json)"
     )]
     MissingTokenizer {

@@ -9,31 +9,49 @@ use crate::convert::{Notes, OutTensor, Transform, Values, settle_f16, write_gguf
 use crate::error::{ConvertError, Result};
 use crate::metadata::{model_metadata, model_name, tokenizer_metadata};
 use crate::names::{Role, TensorId, expected_tensors, parse_hf_name};
-use crate::params::{HfConfig, read_hf_config};
+use crate::params::HfConfig;
 use crate::plan::choose_type;
 use crate::safetensors_input::{Checkpoint, StTensor};
+use crate::state_spaces::read_config;
 use crate::tokenizer::read_tokenizer;
 
-/// Converts the checkpoint in `dir`. Returns (tensors written, bytes read, bytes written).
+/// Converts the safetensors checkpoint in `dir`, with the tokenizer file `tokenizer` or
+/// `tokenizer.json` in `dir`. Returns (tensors written, bytes read, bytes written).
 pub(crate) fn convert_hf(
     dir: &Path,
     output: &Path,
     target: GgmlType,
+    tokenizer: Option<&Path>,
     notes: &mut Notes<'_>,
 ) -> Result<(usize, u64, u64)> {
-    let config = read_hf_config(dir)?;
-    let p = &config.params;
+    let config = read_config(dir)?;
     let checkpoint = Checkpoint::open(dir)?;
     let stored = checkpoint.tensors()?;
-    let mut by_id = map_names(&stored, &config)?;
+    let tokenizer = tokenizer.map_or_else(|| dir.join("tokenizer.json"), Path::to_path_buf);
+    convert_tensors(dir, &config, &stored, &tokenizer, output, target, notes)
+}
 
-    let with_output = decide_output(&config, &mut by_id, notes)?;
+/// Converts the tensors `stored`, read from either weight format, with the config and
+/// tokenizer file of the checkpoint in `dir`.
+pub(crate) fn convert_tensors(
+    dir: &Path,
+    config: &HfConfig,
+    stored: &BTreeMap<String, StTensor<'_>>,
+    tokenizer: &Path,
+    output: &Path,
+    target: GgmlType,
+    notes: &mut Notes<'_>,
+) -> Result<(usize, u64, u64)> {
+    let p = &config.params;
+    let mut by_id = map_names(stored, config)?;
+
+    let with_output = decide_output(config, &mut by_id, notes)?;
     let mut tensors = Vec::new();
     for id in expected_tensors(p, with_output) {
-        tensors.push(plan_tensor(dir, &config, &by_id, id, target, notes)?);
+        tensors.push(plan_tensor(dir, config, &by_id, id, target, notes)?);
     }
 
-    let tokenizer = read_tokenizer(dir, &config.json, p.n_vocab)?;
+    let tokenizer = read_tokenizer(tokenizer, &config.json, p.n_vocab)?;
     for note in &tokenizer.notes {
         notes.note(note.clone());
     }

@@ -1,5 +1,6 @@
-//! `mamba-quantize`: converts Hugging Face Mamba-1 checkpoints, or existing GGUF files, to
-//! GGUF files that both mamba-edge and llama.cpp load.
+//! `mamba-quantize`: converts Mamba-1 checkpoints (Hugging Face safetensors, or the original
+//! `mamba_ssm` format with `pytorch_model.bin`), or existing GGUF files, to GGUF files that
+//! both mamba-edge and llama.cpp load.
 //!
 //! The output follows llama.cpp's converter (`convert_hf_to_gguf.py`, `MambaModel`): the
 //! same tensor names, shapes and types per tensor, the same `mamba.*` metadata and the
@@ -13,6 +14,7 @@
 //!     input: "mamba-130m-hf".into(),
 //!     output: "mamba-130m-q8_0.gguf".into(),
 //!     target: GgmlType::Q8_0,
+//!     tokenizer: None,
 //! };
 //! let summary = convert(&options, &mut NoProgress)?;
 //! println!("{} tensors, {} bytes", summary.tensors_written, summary.bytes_out);
@@ -26,9 +28,13 @@ mod hf;
 pub mod metadata;
 pub mod names;
 pub mod params;
+pub mod pickle;
 pub mod plan;
 pub mod safetensors_input;
+pub mod state_spaces;
 pub mod tokenizer;
+pub mod torch_input;
+pub mod zip_archive;
 
 pub use convert::{NoProgress, Options, Progress, Summary, convert};
 pub use error::{ConvertError, Result};

@@ -10,12 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mamba_core::GgmlType;
 use mamba_quantize::{Options, Progress, convert};
 
-/// Convert a Hugging Face Mamba-1 checkpoint, or requantize a GGUF file, to GGUF.
+/// Convert a Mamba-1 checkpoint (Hugging Face or original mamba_ssm format), or requantize a
+/// GGUF file, to GGUF.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Hugging Face checkpoint directory (config.json, model.safetensors or a sharded
-    /// index, tokenizer.json) or a .gguf file to requantize.
+    /// Checkpoint directory or a .gguf file to requantize. A Hugging Face directory has
+    /// config.json, model.safetensors (or a sharded index) and tokenizer.json; an original
+    /// mamba_ssm directory has config.json and pytorch_model.bin.
     input: PathBuf,
     /// GGUF file to write. It is created only when the conversion succeeds.
     output: PathBuf,
@@ -23,6 +25,11 @@ struct Args {
     /// A, D and biases stay f32.
     #[arg(long = "type", value_parser = parse_type)]
     target: GgmlType,
+    /// tokenizer.json to embed, for checkpoints that ship without one (original mamba_ssm
+    /// checkpoints use EleutherAI/gpt-neox-20b's). Default: tokenizer.json in the input
+    /// directory.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
 }
 
 fn parse_type(name: &str) -> Result<GgmlType, String> {
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
         input: args.input,
         output: args.output,
         target: args.target,
+        tokenizer: args.tokenizer,
     };
 
     let started = Instant::now();

@@ -191,7 +191,7 @@ fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<()> {
 }
 
 /// Reads `time_step_rank`, which is an integer or `"auto"` for ceil(d_model / 16).
-fn read_dt_rank(path: &Path, obj: &Map<String, Value>, d_model: u64) -> Result<u64> {
+pub(crate) fn read_dt_rank(path: &Path, obj: &Map<String, Value>, d_model: u64) -> Result<u64> {
     for key in ["time_step_rank", "dt_rank"] {
         match obj.get(key) {
             None | Some(Value::Null) => continue,
@@ -250,7 +250,7 @@ fn get_dim(path: &Path, obj: &Map<String, Value>, keys: &[&str]) -> Result<Optio
 /// product of two dimensions far from u64 overflow.
 const MAX_DIM: u64 = 1 << 31;
 
-fn positive_dim(path: &Path, key: &str, value: &Value) -> Result<u64> {
+pub(crate) fn positive_dim(path: &Path, key: &str, value: &Value) -> Result<u64> {
     match value.as_u64() {
         Some(dim) if dim > 0 && dim <= MAX_DIM => Ok(dim),
         _ => Err(invalid(
@@ -262,7 +262,7 @@ fn positive_dim(path: &Path, key: &str, value: &Value) -> Result<u64> {
     }
 }
 
-fn get_bool(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Option<bool>> {
+pub(crate) fn get_bool(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Option<bool>> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(flag)) => Ok(Some(*flag)),
@@ -281,7 +281,7 @@ fn checked_mul(path: &Path, what: &str, a: u64, b: u64) -> Result<u64> {
         })
 }
 
-fn invalid(path: &Path, key: &str, value: &Value, expected: &str) -> ConvertError {
+pub(crate) fn invalid(path: &Path, key: &str, value: &Value, expected: &str) -> ConvertError {
     ConvertError::InvalidValue {
         path: path.to_path_buf(),
         key: key.to_owned(),

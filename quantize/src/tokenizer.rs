@@ -76,23 +76,25 @@ pub struct TokenizerMeta {
     pub notes: Vec<String>,
 }
 
-/// Reads `tokenizer.json` and the optional `tokenizer_config.json` from `dir`. `config`
-/// is the parsed `config.json`, whose `*_token_id` keys fill special ids the tokenizer files
-/// leave unset. `n_vocab` is the embedding's row count.
-pub fn read_tokenizer(dir: &Path, config: &Value, n_vocab: u64) -> Result<TokenizerMeta> {
-    let path = dir.join("tokenizer.json");
+/// Reads the tokenizer file `path` (a `tokenizer.json`) and the optional
+/// `tokenizer_config.json` next to it. `config` is the parsed `config.json`, whose
+/// `*_token_id` keys fill special ids the tokenizer files leave unset. `n_vocab` is the
+/// embedding's row count.
+pub fn read_tokenizer(path: &Path, config: &Value, n_vocab: u64) -> Result<TokenizerMeta> {
     if !path.is_file() {
-        return Err(ConvertError::MissingTokenizer { path });
+        return Err(ConvertError::MissingTokenizer {
+            path: path.to_path_buf(),
+        });
     }
-    let json_text = read_text(&path)?;
-    let config_path = dir.join("tokenizer_config.json");
+    let json_text = read_text(path)?;
+    let config_path = path.with_file_name("tokenizer_config.json");
     let tokenizer_config = if config_path.is_file() {
         let text = read_text(&config_path)?;
         Some(parse_json(&config_path, &text)?)
     } else {
         None
     };
-    parse_tokenizer(&path, json_text, tokenizer_config.as_ref(), config, n_vocab)
+    parse_tokenizer(path, json_text, tokenizer_config.as_ref(), config, n_vocab)
 }
 
 /// Builds the metadata from the text of `tokenizer.json` (at `path`, for messages),

@@ -82,3 +82,74 @@ fn cli_reports_error_and_fails() {
     assert!(stderr.contains("config.json"), "{stderr}");
     assert!(dir_entries(&out).is_empty());
 }
+
+/// The original-format copy of the `tiny` fixture (config.json with ssm_cfg, and
+/// pytorch_model.bin), which ships without a tokenizer.
+fn original_fixture() -> (std::path::PathBuf, std::path::PathBuf) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny");
+    (
+        fixtures.join("original"),
+        fixtures.join("hf/tokenizer.json"),
+    )
+}
+
+#[test]
+fn cli_converts_original_with_tokenizer() {
+    let (dir, tokenizer) = original_fixture();
+    let out = temp_dir("cli/original/out");
+    let output = out.join("model.gguf");
+    let run = binary()
+        .arg(&dir)
+        .arg(&output)
+        .args(["--type", "f32", "--tokenizer"])
+        .arg(&tokenizer)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+
+    assert!(run.status.success(), "stderr: {stderr}");
+    assert!(stdout.contains("wrote 22 tensors"), "{stdout}");
+    assert!(
+        stderr.contains("lm_head.weight is ignored"),
+        "the tied head is reported: {stderr}"
+    );
+}
+
+#[test]
+fn cli_original_without_tokenizer_fails() {
+    let (dir, _) = original_fixture();
+    let out = temp_dir("cli/original_no_tokenizer/out");
+    let run = binary()
+        .arg(&dir)
+        .arg(out.join("model.gguf"))
+        .args(["--type", "f32"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr.contains("pass the tokenizer file with --tokenizer"),
+        "{stderr}"
+    );
+    assert!(dir_entries(&out).is_empty());
+}
+
+#[test]
+fn cli_directory_without_weights_fails() {
+    let dir = temp_dir("cli/no_weights/in");
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+    let out = temp_dir("cli/no_weights/out");
+    let run = binary()
+        .arg(&dir)
+        .arg(out.join("model.gguf"))
+        .args(["--type", "f32"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr.contains("model.safetensors"), "{stderr}");
+    assert!(stderr.contains("pytorch_model.bin"), "{stderr}");
+}

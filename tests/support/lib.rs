@@ -51,7 +51,7 @@ impl Fixture {
     pub fn gguf_bytes(&self, dtype: GgmlType) -> Vec<u8> {
         let out_dir = temp_dir(&format!("{}-{}", self.name, dtype.name()));
         let out = out_dir.join("model.gguf");
-        let options = mamba_quantize::Options { input: self.hf_dir(), output: out.clone(), target: dtype };
+        let options = mamba_quantize::Options { input: self.hf_dir(), output: out.clone(), target: dtype, tokenizer: None };
         mamba_quantize::convert(&options, &mut mamba_quantize::NoProgress)
             .unwrap_or_else(|e| panic!("fixture {}: quantize to {dtype} failed: {e}", self.name));
         let bytes = std::fs::read(&out).unwrap();

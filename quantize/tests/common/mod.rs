@@ -361,6 +361,7 @@ pub fn run(
         input: input.to_path_buf(),
         output: output.to_path_buf(),
         target,
+        tokenizer: None,
     };
     let result = convert(&options, &mut recorder);
     (result, recorder)

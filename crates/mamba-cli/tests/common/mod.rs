@@ -111,7 +111,7 @@ impl Drop for TempDir {
 /// `dir` and returns the file's path.
 pub fn convert(fixture: &str, target: GgmlType, dir: &TempDir) -> PathBuf {
     let output = dir.join(&format!("{fixture}-{}.gguf", target.name()));
-    let options = mamba_quantize::Options { input: fixture_dir(fixture).join("hf"), output: output.clone(), target };
+    let options = mamba_quantize::Options { input: fixture_dir(fixture).join("hf"), output: output.clone(), target, tokenizer: None };
     mamba_quantize::convert(&options, &mut mamba_quantize::NoProgress)
         .unwrap_or_else(|e| panic!("converting {fixture} to {target} failed: {e}"));
     output
