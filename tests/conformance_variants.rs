@@ -210,3 +210,28 @@ fn threads_give_same_logits() {
         }
     }
 }
+
+/// Files written by llama.cpp's own `convert_hf_to_gguf.py` (`convert_with_llamacpp.py`) load
+/// and match the references.
+///
+/// llama.cpp's converter does not store Falcon-Mamba's `mixer_rms_eps`, so the engine
+/// normalises dt, B and C of that file with the layer epsilon, 1e-5, as llama.cpp does, where
+/// transformers uses the fixture's 1e-3. On `falcon` that moves the logits by 1.6e-2 relative
+/// L2. The test checks that default, then sets the fixture's epsilon and holds the file to the
+/// F32 bound.
+#[test]
+fn llamacpp_files_match_references() {
+    let fixture = Fixture::load("mamba2_g1");
+    let bytes = std::fs::read(fixture.dir.join("llamacpp-f32.gguf")).unwrap();
+    let model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("mamba2_g1/llamacpp-f32.gguf: failed to load: {e}"));
+    assert_eq!(model.config.arch, Arch::Mamba2, "mamba2_g1: architecture");
+    check_model(&model, &fixture, "mamba2_g1/llamacpp-f32.gguf", "", F32_TOLERANCE, true);
+
+    let fixture = Fixture::load("falcon");
+    let bytes = std::fs::read(fixture.dir.join("llamacpp-f32.gguf")).unwrap();
+    let mut model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("falcon/llamacpp-f32.gguf: failed to load: {e}"));
+    assert!(model.config.dt_b_c_rms, "falcon: ssm.dt_b_c_rms");
+    assert_eq!(model.config.dt_b_c_rms_eps, model.config.rms_eps, "without the epsilon key, the layer epsilon");
+    model.config.dt_b_c_rms_eps = 1e-3;
+    check_model(&model, &fixture, "falcon/llamacpp-f32.gguf", "", F32_TOLERANCE, true);
+}
