@@ -113,7 +113,7 @@ fn params_from_gguf(path: &Path, gguf: &Gguf<'_>, arch: &str) -> Result<MambaPar
         params.family = Family::Mamba2;
         params.n_group = dim(keys::SSM_GROUP_COUNT)?;
         let (n_head, n_group) = (params.dt_rank, params.n_group);
-        if params.d_inner % n_head != 0 || n_head % n_group != 0 {
+        if !params.d_inner.is_multiple_of(n_head) || !n_head.is_multiple_of(n_group) {
             return Err(ConvertError::InvalidValue {
                 path: path.to_path_buf(),
                 key: mamba_key(keys::SSM_GROUP_COUNT),

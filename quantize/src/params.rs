@@ -318,7 +318,7 @@ fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<Family> {
 /// `d_inner` into `head_dim` channels each, and `n_groups` must divide the heads.
 fn read_heads(path: &Path, obj: &Map<String, Value>, d_inner: u64) -> Result<(u64, u64)> {
     let head_dim = get_dim(path, obj, &["head_dim"])?.unwrap_or(64);
-    if d_inner % head_dim != 0 {
+    if !d_inner.is_multiple_of(head_dim) {
         return Err(ConvertError::InvalidValue {
             path: path.to_path_buf(),
             key: "head_dim".to_owned(),
@@ -338,7 +338,7 @@ fn read_heads(path: &Path, obj: &Map<String, Value>, d_inner: u64) -> Result<(u6
         });
     }
     let n_group = get_dim(path, obj, &["n_groups"])?.unwrap_or(1);
-    if n_head % n_group != 0 {
+    if !n_head.is_multiple_of(n_group) {
         return Err(ConvertError::InvalidValue {
             path: path.to_path_buf(),
             key: "n_groups".to_owned(),
@@ -561,7 +561,7 @@ mod tests {
 
     #[test]
     fn rejects_other_architectures() {
-        for (arch, expected) in [("LlamaForCausalLM", "LlamaForCausalLM")] {
+        for (arch, expected) in [("LlamaForCausalLM", "LlamaForCausalLM"), ("JambaForCausalLM", "JambaForCausalLM")] {
             let text = format!(
                 r#"{{"architectures": ["{arch}"], "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8}}"#
             );

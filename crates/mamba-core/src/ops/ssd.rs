@@ -221,9 +221,12 @@ mod tests {
         }
     }
 
+    /// The signature of [`ssd_scan`] and [`ssd_scan_reference`].
+    type ScanFn = fn(&SsdInputs<'_>, usize, Range<usize>, &mut [f32], &mut dyn FnMut(usize, usize, &[f32]));
+
     /// Runs one scan function over `n_tokens` in chunks of `chunk` tokens and collects y.
     fn run(
-        scan: fn(&SsdInputs<'_>, usize, Range<usize>, &mut [f32], &mut dyn FnMut(usize, usize, &[f32])),
+        scan: ScanFn,
         inputs: &SsdInputs<'_>,
         n_tokens: usize,
         chunk: usize,
