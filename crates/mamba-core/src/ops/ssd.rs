@@ -12,6 +12,7 @@
 use core::ops::Range;
 
 use super::fast_math;
+use super::ssm_scan::ScanKernel;
 
 /// Inputs of one Mamba-2 scan over `n_tokens` positions.
 ///
@@ -126,10 +127,11 @@ const LANES: usize = 16;
 
 /// Runs the scan for the heads in `heads` like [`ssd_scan_reference`], with the state loop
 /// written over `LANES` independent accumulators so that it vectorises, and the fast `exp`.
+/// It uses the fastest instruction set of [`ScanKernel::best`].
 ///
 /// The sum over `d_state` is taken in a different order than in the reference, and `exp`
 /// differs by at most [`fast_math::EXP_MAX_REL_ERROR`], so outputs agree to float rounding, not
-/// bit for bit. A given build gives the same bits for any split of the heads.
+/// bit for bit. The result does not depend on the kernel, nor on how the heads are split.
 ///
 /// # Panics
 /// Panics when a slice is shorter than its shape requires.
@@ -140,7 +142,75 @@ pub fn ssd_scan(
     state: &mut [f32],
     emit: &mut dyn FnMut(usize, usize, &[f32]),
 ) {
+    ssd_scan_with(ScanKernel::best(), inputs, n_tokens, heads, state, emit);
+}
+
+/// [`ssd_scan`] with a chosen kernel. Every kernel compiles the same Rust loop for its
+/// instruction set, without fused multiply-adds, so all give the same bits.
+///
+/// # Panics
+/// As [`ssd_scan`], and when `kernel` is not available on this CPU.
+pub fn ssd_scan_with(
+    kernel: ScanKernel,
+    inputs: &SsdInputs<'_>,
+    n_tokens: usize,
+    heads: Range<usize>,
+    state: &mut [f32],
+    emit: &mut dyn FnMut(usize, usize, &[f32]),
+) {
     inputs.check(n_tokens, &heads, state);
+    assert!(kernel.is_available(), "the {kernel:?} scan kernel is not available on this CPU");
+    match kernel {
+        ScanKernel::Portable => scan_heads(inputs, n_tokens, heads, state, emit),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is available (asserted above), so the CPU has AVX2.
+        ScanKernel::Avx2 => unsafe { scan_heads_avx2(inputs, n_tokens, heads, state, emit) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is available (asserted above), so the CPU has AVX-512F.
+        ScanKernel::Avx512 => unsafe { scan_heads_avx512(inputs, n_tokens, heads, state, emit) },
+        #[cfg(not(target_arch = "x86_64"))]
+        ScanKernel::Avx2 | ScanKernel::Avx512 => unreachable!("x86 kernels are never available on this target"),
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_heads_avx2(
+    inputs: &SsdInputs<'_>,
+    n_tokens: usize,
+    heads: Range<usize>,
+    state: &mut [f32],
+    emit: &mut dyn FnMut(usize, usize, &[f32]),
+) {
+    scan_heads(inputs, n_tokens, heads, state, emit);
+}
+
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scan_heads_avx512(
+    inputs: &SsdInputs<'_>,
+    n_tokens: usize,
+    heads: Range<usize>,
+    state: &mut [f32],
+    emit: &mut dyn FnMut(usize, usize, &[f32]),
+) {
+    scan_heads(inputs, n_tokens, heads, state, emit);
+}
+
+/// The loop of [`ssd_scan`], inlined into each kernel so that it is compiled for that kernel's
+/// instruction set. The shapes are checked by the caller.
+#[inline(always)]
+fn scan_heads(
+    inputs: &SsdInputs<'_>,
+    n_tokens: usize,
+    heads: Range<usize>,
+    state: &mut [f32],
+    emit: &mut dyn FnMut(usize, usize, &[f32]),
+) {
     let SsdInputs { n_head, head_dim, d_state, xbc, x_stride, dt, a, d, .. } = *inputs;
     let mut out = [0.0f32; OUT_TILE];
     let split = d_state - d_state % LANES;
@@ -290,6 +360,45 @@ mod tests {
                     assert!((state[i] - ref_state[i]).abs() <= tolerance, "{shape:?} chunk {chunk}: state[{i}]");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_same_bits() {
+        let mut rng = Lcg(11);
+        let (n_head, head_dim, d_state, n_group, n_tokens) = (4, 7, 37, 2, 5);
+        let d_inner = n_head * head_dim;
+        let x_stride = d_inner + 2 * n_group * d_state;
+        let xbc = rng.fill(n_tokens * x_stride, 1.0, 0.0);
+        let dt = rng.fill(n_tokens * n_head, 0.2, 0.25);
+        let a = rng.fill(n_head, 2.0, -2.5);
+        let d = rng.fill(n_head, 1.0, 0.0);
+        let inputs = SsdInputs {
+            n_head,
+            head_dim,
+            d_state,
+            n_group,
+            xbc: &xbc[..n_tokens * x_stride],
+            x_stride,
+            dt: &dt[..n_tokens * n_head],
+            a: &a[..n_head],
+            d: &d[..n_head],
+        };
+        let state_len = d_inner * d_state;
+        let run_kernel = |kernel: ScanKernel| {
+            let mut state = [0.0f32; 4096];
+            let mut y = [0.0f32; 4096];
+            ssd_scan_with(kernel, &inputs, n_tokens, 0..n_head, &mut state[..state_len], &mut |t, channel, values| {
+                let at = t * d_inner + channel;
+                y[at..at + values.len()].copy_from_slice(values);
+            });
+            (state, y)
+        };
+        let portable = run_kernel(ScanKernel::Portable);
+        for kernel in ScanKernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let (state, y) = run_kernel(kernel);
+            assert_eq!(state[..state_len], portable.0[..state_len], "{kernel:?}: state");
+            assert_eq!(y[..n_tokens * d_inner], portable.1[..n_tokens * d_inner], "{kernel:?}: y");
         }
     }
 
