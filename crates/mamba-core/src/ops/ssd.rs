@@ -213,7 +213,6 @@ fn scan_heads(
 ) {
     let SsdInputs { n_head, head_dim, d_state, xbc, x_stride, dt, a, d, .. } = *inputs;
     let mut out = [0.0f32; OUT_TILE];
-    let split = d_state - d_state % LANES;
 
     for (local, h) in heads.enumerate() {
         let head_state = &mut state[local * head_dim * d_state..(local + 1) * head_dim * d_state];
@@ -230,7 +229,7 @@ fn scan_heads(
                     let p = p0 + i;
                     let x = row[h * head_dim + p];
                     let s = &mut head_state[p * d_state..(p + 1) * d_state];
-                    let acc = state_row_update(s, b, c, decay, x * dt_th, split);
+                    let acc = state_row_update(s, b, c, decay, x * dt_th);
                     *y = acc + d[h] * x;
                 }
                 emit(t, h * head_dim + p0, &out[..width]);
@@ -239,15 +238,16 @@ fn scan_heads(
     }
 }
 
-/// Updates one state row `s = decay * s + x_dt * b` and returns `sum(s * c)`: the first
-/// `split` values (a multiple of `LANES`) in lanes, the rest one by one.
+/// Updates one state row `s = decay * s + x_dt * b` and returns `sum(s * c)`: whole groups of
+/// `LANES` values in lanes (fixed-size arrays, so the loop vectorises without bounds checks),
+/// the rest one by one.
 #[inline(always)]
-fn state_row_update(s: &mut [f32], b: &[f32], c: &[f32], decay: f32, x_dt: f32, split: usize) -> f32 {
+fn state_row_update(s: &mut [f32], b: &[f32], c: &[f32], decay: f32, x_dt: f32) -> f32 {
     let mut lanes = [0.0f32; LANES];
-    let (s_main, s_tail) = s.split_at_mut(split);
-    let (b_main, b_tail) = b.split_at(split);
-    let (c_main, c_tail) = c.split_at(split);
-    for ((s, b), c) in s_main.chunks_exact_mut(LANES).zip(b_main.chunks_exact(LANES)).zip(c_main.chunks_exact(LANES)) {
+    let (s_main, s_tail) = s.as_chunks_mut::<LANES>();
+    let (b_main, b_tail) = b.as_chunks::<LANES>();
+    let (c_main, c_tail) = c.as_chunks::<LANES>();
+    for ((s, b), c) in s_main.iter_mut().zip(b_main).zip(c_main) {
         for i in 0..LANES {
             s[i] = decay * s[i] + x_dt * b[i];
             lanes[i] += s[i] * c[i];
