@@ -235,3 +235,30 @@ fn llamacpp_files_match_references() {
     model.config.dt_b_c_rms_eps = 1e-3;
     check_model(&model, &fixture, "falcon/llamacpp-f32.gguf", "", F32_TOLERANCE, true);
 }
+
+/// Returns `bytes` with the u32 value of metadata key `key` replaced by `value`.
+fn patch_u32_key(bytes: &[u8], key: &str, value: u32) -> Vec<u8> {
+    let at = bytes.windows(key.len()).position(|w| w == key.as_bytes()).expect("key present");
+    // The key is followed by its value type (4 bytes, 4 = u32) and the value.
+    let type_at = at + key.len();
+    assert_eq!(u32::from_le_bytes(bytes[type_at..type_at + 4].try_into().unwrap()), 4, "{key} is a u32");
+    let mut patched = bytes.to_vec();
+    patched[type_at + 4..type_at + 8].copy_from_slice(&value.to_le_bytes());
+    patched
+}
+
+#[test]
+fn mamba2_bad_group_count_is_error() {
+    let bytes = Fixture::load("mamba2_g1").gguf_bytes(GgmlType::F32);
+    // 4 heads: 3 groups do not divide them, and 0 is never valid.
+    for groups in [0, 3, 8] {
+        let patched = patch_u32_key(&bytes, "mamba2.ssm.group_count", groups);
+        match Model::from_bytes(&patched) {
+            Err(mamba_core::Error::Model(mamba_core::ModelError::InvalidHyperparameter { name, .. })) => {
+                assert_eq!(name, "n_group", "groups {groups}");
+            }
+            Err(other) => panic!("groups {groups}: expected InvalidHyperparameter, got {other}"),
+            Ok(_) => panic!("groups {groups}: the model loaded"),
+        }
+    }
+}
