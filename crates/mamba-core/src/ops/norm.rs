@@ -55,7 +55,8 @@ pub fn rms_normalize(x: &mut [f32], eps: f32) {
 /// Panics when `z` or `weight` differ from `y` in length or `n_group` does not divide it.
 pub fn gated_rmsnorm(y: &mut [f32], z: &[f32], weight: Option<&[f32]>, n_group: usize, eps: f32) {
     assert_eq!(y.len(), z.len(), "gated_rmsnorm: y and z lengths differ");
-    assert!(n_group > 0 && y.len().is_multiple_of(n_group), "gated_rmsnorm: n_group must divide the row");
+    assert!(n_group > 0, "gated_rmsnorm: n_group must be at least 1");
+    assert!(y.len().is_multiple_of(n_group), "gated_rmsnorm: n_group must divide the row");
     for (v, &g) in y.iter_mut().zip(z) {
         *v *= super::fast_math::silu(g);
     }

@@ -49,13 +49,17 @@ impl SsdInputs<'_> {
     /// `n_head`.
     fn check(&self, n_tokens: usize, heads: &Range<usize>, state: &[f32]) {
         let d_inner = self.n_head * self.head_dim;
-        assert!(self.n_group > 0 && self.n_head.is_multiple_of(self.n_group), "ssd_scan: n_group must divide n_head");
-        assert!(heads.end <= self.n_head && heads.start <= heads.end, "ssd_scan: head range");
+        assert!(self.n_group > 0, "ssd_scan: n_group must be at least 1");
+        assert!(self.n_head.is_multiple_of(self.n_group), "ssd_scan: n_group must divide n_head");
+        assert!(heads.start <= heads.end, "ssd_scan: head range {heads:?} is reversed");
+        assert!(heads.end <= self.n_head, "ssd_scan: head range {heads:?} exceeds n_head {}", self.n_head);
         assert_eq!(state.len(), heads.len() * self.head_dim * self.d_state, "ssd_scan: state length");
         assert!(self.x_stride >= d_inner + 2 * self.n_group * self.d_state, "ssd_scan: x_stride");
-        assert!(self.a.len() == self.n_head && self.d.len() == self.n_head, "ssd_scan: A and D are not [n_head]");
+        assert_eq!(self.a.len(), self.n_head, "ssd_scan: A is not [n_head]");
+        assert_eq!(self.d.len(), self.n_head, "ssd_scan: D is not [n_head]");
         if n_tokens > 0 {
-            assert!(self.xbc.len() >= (n_tokens - 1) * self.x_stride + d_inner + 2 * self.n_group * self.d_state);
+            let needed = (n_tokens - 1) * self.x_stride + d_inner + 2 * self.n_group * self.d_state;
+            assert!(self.xbc.len() >= needed, "ssd_scan: xbc has {} values, {needed} needed", self.xbc.len());
             assert!(self.dt.len() >= n_tokens * self.n_head, "ssd_scan: dt is shorter than [n_tokens, n_head]");
         }
     }
