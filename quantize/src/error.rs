@@ -91,10 +91,10 @@ pub enum ConvertError {
         expected: String,
     },
 
-    /// The checkpoint is not a Mamba-1 model.
+    /// The checkpoint is not a model the converter knows.
     #[error(
-        "{path}: architecture {found} is not supported yet; mamba-quantize converts Mamba-1 \
-         checkpoints (MambaForCausalLM) only"
+        "{path}: architecture {found} is not supported yet; mamba-quantize converts \
+         MambaForCausalLM, FalconMambaForCausalLM and Mamba2ForCausalLM checkpoints"
     )]
     UnsupportedArchitecture {
         /// The file that names the architecture.

@@ -6,15 +6,15 @@ use std::fs::File;
 use std::path::Path;
 
 use mamba_core::GgmlType;
-use mamba_core::config::{ARCH_MAMBA, keys};
+use mamba_core::config::{ARCH_MAMBA, ARCH_MAMBA2, keys};
 use mamba_core::gguf::{Gguf, MetaValue, Value};
 use memmap2::Mmap;
 
 use crate::convert::{Notes, OutTensor, Transform, Values, settle_f16, write_gguf};
 use crate::error::{ConvertError, Result};
-use crate::metadata::{QUANTIZATION_VERSION, mamba_key};
-use crate::names::{Role, TensorId, expected_tensors, parse_gguf_name};
-use crate::params::MambaParams;
+use crate::metadata::QUANTIZATION_VERSION;
+use crate::names::{Role, TensorId, expected_tensors, layer_roles, parse_gguf_name};
+use crate::params::{Family, MambaParams};
 use crate::plan::{choose_type, file_type};
 
 /// Requantizes the GGUF file at `path`. Returns (tensors written, bytes read, bytes written).
@@ -38,13 +38,13 @@ pub(crate) fn requantize(
     })?;
 
     let arch = gguf.get(keys::ARCHITECTURE).and_then(|v| v.as_str());
-    if arch != Some(ARCH_MAMBA) {
+    let Some(arch) = arch.filter(|arch| [ARCH_MAMBA, ARCH_MAMBA2].contains(arch)) else {
         return Err(ConvertError::UnsupportedArchitecture {
             path: path.to_path_buf(),
             found: arch.map_or_else(|| "(no general.architecture key)".to_owned(), str::to_owned),
         });
-    }
-    let p = params_from_gguf(path, &gguf)?;
+    };
+    let p = params_from_gguf(path, &gguf, arch)?;
     let mut tensors = plan_tensors(path, &gguf, &p, target, notes)?;
     settle_f16(&mut tensors, notes)?;
     let metadata = copy_metadata(path, &gguf, target)?;
@@ -54,8 +54,9 @@ pub(crate) fn requantize(
     Ok((tensors.len(), bytes_in, bytes_out))
 }
 
-/// Reads the model dimensions from the `mamba.*` keys and the embedding's row count.
-fn params_from_gguf(path: &Path, gguf: &Gguf<'_>) -> Result<MambaParams> {
+/// Reads the model dimensions from the `{arch}.*` keys and the embedding's row count.
+fn params_from_gguf(path: &Path, gguf: &Gguf<'_>, arch: &str) -> Result<MambaParams> {
+    let mamba_key = |key: &str| format!("{arch}.{key}");
     let dim = |key: &str| -> Result<u64> {
         let full = mamba_key(key);
         let value = gguf.get(&full).ok_or_else(|| ConvertError::MissingKey {
@@ -98,16 +99,32 @@ fn params_from_gguf(path: &Path, gguf: &Gguf<'_>) -> Result<MambaParams> {
             tensor: Role::TokenEmbd.gguf_name().to_owned(),
             hint: "a 2-D token embedding is required".to_owned(),
         })?;
-    Ok(MambaParams {
-        d_model: dim(keys::EMBEDDING_LENGTH)?,
-        n_layer: dim(keys::BLOCK_COUNT)?,
-        d_inner: dim(keys::SSM_INNER_SIZE)?,
-        d_state: dim(keys::SSM_STATE_SIZE)?,
-        d_conv: dim(keys::SSM_CONV_KERNEL)?,
-        dt_rank: dim(keys::SSM_TIME_STEP_RANK)?,
+    let mut params = MambaParams::mamba1(
+        dim(keys::EMBEDDING_LENGTH)?,
+        dim(keys::BLOCK_COUNT)?,
+        dim(keys::SSM_INNER_SIZE)?,
+        dim(keys::SSM_STATE_SIZE)?,
+        dim(keys::SSM_CONV_KERNEL)?,
+        dim(keys::SSM_TIME_STEP_RANK)?,
         n_vocab,
         rms_norm_eps,
-    })
+    );
+    if arch == ARCH_MAMBA2 {
+        params.family = Family::Mamba2;
+        params.n_group = dim(keys::SSM_GROUP_COUNT)?;
+        let (n_head, n_group) = (params.dt_rank, params.n_group);
+        if !params.d_inner.is_multiple_of(n_head) || !n_head.is_multiple_of(n_group) {
+            return Err(ConvertError::InvalidValue {
+                path: path.to_path_buf(),
+                key: mamba_key(keys::SSM_GROUP_COUNT),
+                value: format!("{n_group} with {n_head} heads and inner size {}", params.d_inner),
+                expected: "heads that divide the inner size and groups that divide the heads".to_owned(),
+            });
+        }
+    } else if gguf.get(&mamba_key(keys::SSM_DT_B_C_RMS)).and_then(|v| v.as_bool()) == Some(true) {
+        params.family = Family::FalconMamba;
+    }
+    Ok(params)
 }
 
 /// Checks every tensor's name and shape and picks its new type, keeping the file's order.
@@ -127,15 +144,17 @@ fn plan_tensors<'a>(
             reason,
         };
         let Some(id) = parse_gguf_name(info.name) else {
-            return Err(unexpected(
-                "a Mamba-1 GGUF file has no tensor of this name".to_owned(),
-            ));
+            return Err(unexpected(format!("a GGUF file of arch {} has no tensor of this name", p.family.gguf_arch())));
         };
+        if id.layer.is_some() && !layer_roles(p.family).contains(&id.role) {
+            return Err(unexpected(format!("a GGUF file of arch {} has no tensor of this name", p.family.gguf_arch())));
+        }
         if let Some(layer) = id.layer
             && layer >= p.n_layer
         {
             return Err(unexpected(format!(
-                "layer {layer} is beyond mamba.block_count = {}",
+                "layer {layer} is beyond {}.block_count = {}",
+                p.family.gguf_arch(),
                 p.n_layer
             )));
         }
@@ -147,8 +166,9 @@ fn plan_tensors<'a>(
                 found: info.shape().to_vec(),
                 expected,
                 from: format!(
-                    "the mamba.* keys, ggml order [{}] reversed",
-                    id.role.shape_source()
+                    "the {}.* keys, ggml order [{}] reversed",
+                    p.family.gguf_arch(),
+                    id.role.shape_source(p.family)
                 ),
             });
         }
@@ -184,7 +204,7 @@ fn plan_tensors<'a>(
         return Err(ConvertError::MissingTensor {
             path: path.to_path_buf(),
             tensor: missing.gguf_name(),
-            hint: "every Mamba-1 GGUF file has it; convert the model again from its Hugging Face checkpoint".to_owned(),
+            hint: "every GGUF file of this arch has it; convert the model again from its Hugging Face checkpoint".to_owned(),
         });
     }
     Ok(tensors)

@@ -1,4 +1,5 @@
-//! Conversion of a Hugging Face `MambaForCausalLM` checkpoint directory.
+//! Conversion of a Hugging Face `MambaForCausalLM`, `FalconMambaForCausalLM` or
+//! `Mamba2ForCausalLM` checkpoint directory.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,8 +9,8 @@ use mamba_core::GgmlType;
 use crate::convert::{Notes, OutTensor, Transform, Values, settle_f16, write_gguf};
 use crate::error::{ConvertError, Result};
 use crate::metadata::{model_metadata, model_name, tokenizer_metadata};
-use crate::names::{Role, TensorId, expected_tensors, parse_hf_name};
-use crate::params::HfConfig;
+use crate::names::{Role, TensorId, expected_tensors, layer_roles, parse_hf_name};
+use crate::params::{Family, HfConfig};
 use crate::plan::choose_type;
 use crate::safetensors_input::{Checkpoint, StTensor};
 use crate::state_spaces::read_config;
@@ -77,6 +78,7 @@ fn map_names<'a>(
     config: &HfConfig,
 ) -> Result<BTreeMap<TensorId, Named<'a>>> {
     let n_layer = config.params.n_layer;
+    let family = config.params.family;
     let mut by_id = BTreeMap::new();
     for (name, tensor) in stored {
         let unexpected = |reason: String| ConvertError::UnexpectedTensor {
@@ -84,11 +86,16 @@ fn map_names<'a>(
             tensor: name.clone(),
             reason,
         };
-        let Some(id) = parse_hf_name(name) else {
-            return Err(unexpected(
-                "Mamba-1 (MambaForCausalLM) has no tensor of this name; check that the checkpoint is a Mamba-1 model"
-                    .to_owned(),
-            ));
+        let id = parse_hf_name(name).filter(|id| {
+            let in_family = id.layer.is_none() || layer_roles(family).contains(&id.role);
+            let spelled = id.layer.is_none() || *name == id.hf_name(family);
+            in_family && spelled
+        });
+        let Some(id) = id else {
+            return Err(unexpected(format!(
+                "{} has no tensor of this name; check that config.json names the model's class",
+                family_class(family)
+            )));
         };
         if let Some(layer) = id.layer
             && layer >= n_layer
@@ -194,13 +201,16 @@ fn plan_tensor<'a>(
             notes.note(format!(
                 "{gguf_name}: use_conv_bias is false, so a zero bias is written"
             ));
-            (id.hf_name(), dir, Values::Zeros)
+            (id.hf_name(p.family), dir, Values::Zeros)
         }
         None => {
             return Err(ConvertError::MissingTensor {
                 path: dir.to_path_buf(),
-                tensor: id.hf_name(),
-                hint: "every Mamba-1 checkpoint has it; the checkpoint is incomplete or not a Mamba-1 model".to_owned(),
+                tensor: id.hf_name(p.family),
+                hint: format!(
+                    "every {} checkpoint has it; the checkpoint is incomplete or of another class",
+                    family_class(p.family)
+                ),
             });
         }
     };
@@ -241,6 +251,19 @@ fn check_shape(name: &str, tensor: &StTensor<'_>, role: Role, config: &HfConfig)
         tensor: name.to_owned(),
         found,
         expected,
-        from: format!("[{}] in {}", role.shape_source(), config.path.display()),
+        from: format!(
+            "[{}] in {}",
+            role.shape_source(config.params.family),
+            config.path.display()
+        ),
     })
+}
+
+/// Returns the `transformers` class name of `family`, for messages.
+fn family_class(family: Family) -> &'static str {
+    match family {
+        Family::Mamba => "MambaForCausalLM",
+        Family::FalconMamba => "FalconMambaForCausalLM",
+        Family::Mamba2 => "Mamba2ForCausalLM",
+    }
 }

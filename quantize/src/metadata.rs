@@ -1,5 +1,5 @@
 //! GGUF metadata for a converted checkpoint, with the keys and value types llama.cpp's
-//! converter writes for arch `mamba`.
+//! converter writes for archs `mamba` and `mamba2`.
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use mamba_core::config::{ARCH_MAMBA, keys};
 use mamba_core::gguf::{MetaValue, ValueType};
 
 use crate::convert::meta_u32;
-use crate::params::MambaParams;
+use crate::params::{Family, MambaParams};
 use crate::plan::file_type;
 use crate::tokenizer::TokenizerMeta;
 
@@ -24,7 +24,7 @@ pub fn mamba_key(key: &str) -> String {
     format!("{ARCH_MAMBA}.{key}")
 }
 
-/// Returns the `general.*` and `mamba.*` entries for a model with dimensions `p`,
+/// Returns the `general.*` and `{arch}.*` entries for a model with dimensions `p`,
 /// `n_params` weights in all, whose matrices use `target`.
 pub fn model_metadata(
     name: &str,
@@ -33,8 +33,10 @@ pub fn model_metadata(
     target: GgmlType,
 ) -> Vec<(String, MetaValue)> {
     let string = |text: &str| MetaValue::String(text.to_owned());
-    vec![
-        (keys::ARCHITECTURE.to_owned(), string(ARCH_MAMBA)),
+    let arch = p.family.gguf_arch();
+    let mamba_key = |key: &str| format!("{arch}.{key}");
+    let mut entries = vec![
+        (keys::ARCHITECTURE.to_owned(), string(arch)),
         ("general.type".to_owned(), string("model")),
         (keys::NAME.to_owned(), string(name)),
         (
@@ -57,16 +59,33 @@ pub fn model_metadata(
             mamba_key(keys::LAYER_NORM_RMS_EPSILON),
             MetaValue::F32(p.rms_norm_eps),
         ),
-        (mamba_key(keys::SSM_DT_B_C_RMS), MetaValue::Bool(false)),
-        (
-            keys::FILE_TYPE.to_owned(),
-            MetaValue::U32(file_type(target)),
-        ),
-        (
-            keys::QUANTIZATION_VERSION.to_owned(),
-            MetaValue::U32(QUANTIZATION_VERSION),
-        ),
-    ]
+    ];
+    match p.family {
+        Family::Mamba => entries.push((mamba_key(keys::SSM_DT_B_C_RMS), MetaValue::Bool(false))),
+        Family::FalconMamba => {
+            entries.push((mamba_key(keys::SSM_DT_B_C_RMS), MetaValue::Bool(true)));
+            // llama.cpp normalises dt, B and C with the layer epsilon; this key, which
+            // llama.cpp ignores, keeps transformers' own value.
+            if p.mixer_rms_eps != p.rms_norm_eps {
+                entries.push((mamba_key(keys::SSM_DT_B_C_RMS_EPSILON), MetaValue::F32(p.mixer_rms_eps)));
+            }
+        }
+        Family::Mamba2 => {
+            entries.push((mamba_key(keys::SSM_GROUP_COUNT), meta_u32(p.n_group)));
+            // Not llama.cpp keys: llama.cpp applies no dt bound. Written only when a bound
+            // differs from transformers' default [0, inf].
+            let (min, max) = p.time_step_limit;
+            if min != 0.0 {
+                entries.push((mamba_key(keys::SSM_TIME_STEP_LIMIT_MIN), MetaValue::F32(min)));
+            }
+            if max.is_finite() {
+                entries.push((mamba_key(keys::SSM_TIME_STEP_LIMIT_MAX), MetaValue::F32(max)));
+            }
+        }
+    }
+    entries.push((keys::FILE_TYPE.to_owned(), MetaValue::U32(file_type(target))));
+    entries.push((keys::QUANTIZATION_VERSION.to_owned(), MetaValue::U32(QUANTIZATION_VERSION)));
+    entries
 }
 
 /// Returns the `tokenizer.*` entries.
@@ -253,16 +272,7 @@ mod tests {
 
     #[test]
     fn metadata_value_types() {
-        let p = MambaParams {
-            d_model: 768,
-            n_layer: 24,
-            d_inner: 1536,
-            d_state: 16,
-            d_conv: 4,
-            dt_rank: 48,
-            n_vocab: 50280,
-            rms_norm_eps: 1e-5,
-        };
+        let p = MambaParams::mamba1(768, 24, 1536, 16, 4, 48, 50280, 1e-5);
         let entries = model_metadata("Mamba", 129_135_360, &p, GgmlType::Q8_0);
         let get = |key: &str| {
             entries
@@ -283,5 +293,25 @@ mod tests {
         assert_eq!(get("mamba.ssm.dt_b_c_rms"), Some(MetaValue::Bool(false)));
         assert_eq!(get("general.file_type"), Some(MetaValue::U32(7)));
         assert_eq!(get("general.quantization_version"), Some(MetaValue::U32(2)));
+    }
+
+    #[test]
+    fn mamba2_and_falcon_keys() {
+        let base = MambaParams::mamba1(64, 2, 128, 16, 4, 8, 100, 1e-5);
+        let mamba2 = MambaParams { family: Family::Mamba2, n_group: 2, time_step_limit: (0.0, 0.1), ..base.clone() };
+        let entries = model_metadata("M", 1000, &mamba2, GgmlType::F32);
+        let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        assert_eq!(get("general.architecture"), Some(MetaValue::String("mamba2".to_owned())));
+        assert_eq!(get("mamba2.ssm.group_count"), Some(MetaValue::U32(2)));
+        assert_eq!(get("mamba2.ssm.time_step_limit_max"), Some(MetaValue::F32(0.1)));
+        assert_eq!(get("mamba2.ssm.time_step_limit_min"), None);
+        assert_eq!(get("mamba2.ssm.dt_b_c_rms"), None);
+
+        let falcon = MambaParams { family: Family::FalconMamba, mixer_rms_eps: 1e-6, ..base };
+        let entries = model_metadata("F", 1000, &falcon, GgmlType::F32);
+        let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        assert_eq!(get("general.architecture"), Some(MetaValue::String("mamba".to_owned())));
+        assert_eq!(get("mamba.ssm.dt_b_c_rms"), Some(MetaValue::Bool(true)));
+        assert_eq!(get("mamba.ssm.dt_b_c_rms_epsilon"), Some(MetaValue::F32(1e-6)));
     }
 }

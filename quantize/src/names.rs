@@ -1,12 +1,14 @@
-//! Tensor roles of a Mamba-1 model: their Hugging Face and GGUF names and their shapes.
+//! Tensor roles of a Mamba-1, Falcon-Mamba or Mamba-2 model: their Hugging Face and GGUF names
+//! and their shapes.
 //!
-//! GGUF names come from `mamba_core::config::tensors` (llama.cpp's names for arch `mamba`).
-//! The Hugging Face names are those of `transformers.MambaForCausalLM`, which llama.cpp's
-//! `gguf-py/gguf/tensor_mapping.py` (gguf 0.19) lists for mamba.
+//! GGUF names come from `mamba_core::config::tensors` (llama.cpp's names for archs `mamba` and
+//! `mamba2`). The Hugging Face names are those of `transformers.MambaForCausalLM`,
+//! `FalconMambaForCausalLM` and `Mamba2ForCausalLM`, which llama.cpp's
+//! `gguf-py/gguf/tensor_mapping.py` (gguf 0.19) lists.
 
 use mamba_core::config::tensors;
 
-use crate::params::MambaParams;
+use crate::params::{Family, MambaParams};
 
 /// Kind of a tensor, independent of its layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,9 +39,11 @@ pub enum Role {
     SsmD,
     /// out_proj weight.
     SsmOut,
+    /// Mamba-2 gated RMSNorm weight.
+    SsmNorm,
 }
 
-/// Per-layer roles in the order they are written.
+/// Per-layer roles of Mamba-1 and Falcon-Mamba in the order they are written.
 pub const LAYER_ROLES: [Role; 10] = [
     Role::AttnNorm,
     Role::SsmIn,
@@ -51,6 +55,42 @@ pub const LAYER_ROLES: [Role; 10] = [
     Role::SsmA,
     Role::SsmD,
     Role::SsmOut,
+];
+
+/// Per-layer roles of Mamba-2 in the order they are written.
+pub const MAMBA2_LAYER_ROLES: [Role; 9] = [
+    Role::AttnNorm,
+    Role::SsmIn,
+    Role::SsmConv1dWeight,
+    Role::SsmConv1dBias,
+    Role::SsmDtBias,
+    Role::SsmA,
+    Role::SsmD,
+    Role::SsmNorm,
+    Role::SsmOut,
+];
+
+/// Returns the per-layer roles of `family`.
+pub fn layer_roles(family: Family) -> &'static [Role] {
+    match family {
+        Family::Mamba | Family::FalconMamba => &LAYER_ROLES,
+        Family::Mamba2 => &MAMBA2_LAYER_ROLES,
+    }
+}
+
+/// Every per-layer role of any family, for name lookups.
+const ALL_LAYER_ROLES: [Role; 11] = [
+    Role::AttnNorm,
+    Role::SsmIn,
+    Role::SsmConv1dWeight,
+    Role::SsmConv1dBias,
+    Role::SsmX,
+    Role::SsmDtWeight,
+    Role::SsmDtBias,
+    Role::SsmA,
+    Role::SsmD,
+    Role::SsmOut,
+    Role::SsmNorm,
 ];
 
 impl Role {
@@ -70,6 +110,7 @@ impl Role {
             Role::SsmA => tensors::SSM_A,
             Role::SsmD => tensors::SSM_D,
             Role::SsmOut => tensors::SSM_OUT,
+            Role::SsmNorm => tensors::SSM_NORM,
         }
     }
 
@@ -89,6 +130,15 @@ impl Role {
             Role::SsmA => "mixer.A_log",
             Role::SsmD => "mixer.D",
             Role::SsmOut => "mixer.out_proj.weight",
+            Role::SsmNorm => "mixer.norm.weight",
+        }
+    }
+
+    /// Hugging Face name in a checkpoint of `family`: Mamba-2 calls the dt bias `dt_bias`.
+    pub fn hf_name_in(self, family: Family) -> &'static str {
+        match (self, family) {
+            (Role::SsmDtBias, Family::Mamba2) => "mixer.dt_bias",
+            _ => self.hf_name(),
         }
     }
 
@@ -114,6 +164,15 @@ impl Role {
 
     /// GGUF dimensions in ggml order (`dims[0]` is the contiguous one).
     pub fn gguf_dims(self, p: &MambaParams) -> Vec<u64> {
+        if p.family == Family::Mamba2 {
+            // llama.cpp's converter reshapes A and D to [n_head, 1] and the norm to
+            // [n_group, d_inner / n_group] (PyTorch order).
+            match self {
+                Role::SsmA | Role::SsmD => return vec![1, p.dt_rank],
+                Role::SsmNorm => return vec![p.d_inner / p.n_group, p.n_group],
+                _ => {}
+            }
+        }
         let mut dims = self.hf_shape(p);
         if self == Role::SsmConv1dWeight {
             // PyTorch stores the depthwise kernel as [d_inner, 1, d_conv]. The middle axis
@@ -126,6 +185,9 @@ impl Role {
 
     /// Shape in the Hugging Face checkpoint (PyTorch order, last axis contiguous).
     pub fn hf_shape(self, p: &MambaParams) -> Vec<u64> {
+        if p.family == Family::Mamba2 {
+            return self.mamba2_hf_shape(p);
+        }
         match self {
             Role::TokenEmbd | Role::Output => vec![p.n_vocab, p.d_model],
             Role::OutputNorm | Role::AttnNorm => vec![p.d_model],
@@ -136,11 +198,40 @@ impl Role {
             Role::SsmDtWeight => vec![p.d_inner, p.dt_rank],
             Role::SsmA => vec![p.d_inner, p.d_state],
             Role::SsmOut => vec![p.d_model, p.d_inner],
+            Role::SsmNorm => vec![p.d_inner],
         }
     }
 
-    /// Returns the config dimensions that determine the shape, for messages.
-    pub fn shape_source(self) -> &'static str {
+    fn mamba2_hf_shape(self, p: &MambaParams) -> Vec<u64> {
+        let n_head = p.dt_rank;
+        match self {
+            Role::TokenEmbd | Role::Output => vec![p.n_vocab, p.d_model],
+            Role::OutputNorm | Role::AttnNorm => vec![p.d_model],
+            Role::SsmIn => vec![p.in_proj_rows(), p.d_model],
+            Role::SsmConv1dWeight => vec![p.conv_dim(), 1, p.d_conv],
+            Role::SsmConv1dBias => vec![p.conv_dim()],
+            Role::SsmDtBias | Role::SsmA | Role::SsmD => vec![n_head],
+            Role::SsmNorm => vec![p.d_inner],
+            Role::SsmOut => vec![p.d_model, p.d_inner],
+            // Not Mamba-2 tensors; map_names rejects them first.
+            Role::SsmX | Role::SsmDtWeight => vec![0],
+        }
+    }
+
+    /// Returns the config dimensions that determine the shape in a model of `family`, for
+    /// messages.
+    pub fn shape_source(self, family: Family) -> &'static str {
+        if family == Family::Mamba2 {
+            return match self {
+                Role::SsmIn => "2 * d_inner + 2 * n_groups * state_size + num_heads, hidden_size",
+                Role::SsmConv1dWeight => "d_inner + 2 * n_groups * state_size, 1, conv_kernel",
+                Role::SsmConv1dBias => "d_inner + 2 * n_groups * state_size",
+                Role::SsmDtBias | Role::SsmA | Role::SsmD => "num_heads",
+                Role::SsmNorm => "d_inner = expand * hidden_size",
+                Role::SsmOut => "hidden_size, d_inner = expand * hidden_size",
+                _ => self.shape_source(Family::Mamba),
+            };
+        }
         match self {
             Role::TokenEmbd | Role::Output => "vocab_size, hidden_size",
             Role::OutputNorm | Role::AttnNorm => "hidden_size",
@@ -151,6 +242,7 @@ impl Role {
             Role::SsmDtWeight => "intermediate_size, time_step_rank",
             Role::SsmA => "intermediate_size, state_size",
             Role::SsmOut => "hidden_size, intermediate_size",
+            Role::SsmNorm => "intermediate_size",
         }
     }
 }
@@ -173,18 +265,21 @@ impl TensorId {
         }
     }
 
-    /// Returns the full Hugging Face name, for example `backbone.layers.3.mixer.in_proj.weight`.
-    pub fn hf_name(&self) -> String {
+    /// Returns the full Hugging Face name in a checkpoint of `family`, for example
+    /// `backbone.layers.3.mixer.in_proj.weight`.
+    pub fn hf_name(&self, family: Family) -> String {
         match self.layer {
-            Some(layer) => format!("backbone.layers.{layer}.{}", self.role.hf_name()),
+            Some(layer) => format!("backbone.layers.{layer}.{}", self.role.hf_name_in(family)),
             None => self.role.hf_name().to_owned(),
         }
     }
 }
 
-/// Maps a Hugging Face tensor name to its role, or `None` for a name Mamba-1 does not use.
+/// Maps a Hugging Face tensor name to its role, or `None` for a name no family uses.
+/// Whether the role belongs to the checkpoint's family is checked by the caller.
 ///
-/// `backbone.embedding.weight` (singular, as `mamba_ssm` names it) is accepted too.
+/// `backbone.embedding.weight` (singular, as `mamba_ssm` names it) and Mamba-2's
+/// `mixer.dt_bias` are accepted too.
 pub fn parse_hf_name(name: &str) -> Option<TensorId> {
     if name == "backbone.embedding.weight" {
         return Some(TensorId {
@@ -193,9 +288,10 @@ pub fn parse_hf_name(name: &str) -> Option<TensorId> {
         });
     }
     parse_name(name, "backbone.layers.", Role::hf_name)
+        .or_else(|| parse_name(name, "backbone.layers.", |role| role.hf_name_in(Family::Mamba2)))
 }
 
-/// Maps a GGUF tensor name to its role, or `None` for a name Mamba-1 does not use.
+/// Maps a GGUF tensor name to its role, or `None` for a name no family uses.
 pub fn parse_gguf_name(name: &str) -> Option<TensorId> {
     parse_name(name, "blk.", Role::gguf_name)
 }
@@ -219,7 +315,7 @@ fn parse_name(
         return None;
     }
     let layer = digits.parse().ok()?;
-    let role = LAYER_ROLES
+    let role = ALL_LAYER_ROLES
         .into_iter()
         .find(|role| role_name(*role) == suffix)?;
     Some(TensorId {
@@ -229,7 +325,7 @@ fn parse_name(
 }
 
 /// Lists every tensor of a model in the order the converter writes them: the globals, then
-/// each layer in [`LAYER_ROLES`] order. `with_output` adds the untied LM head.
+/// each layer in [`layer_roles`] order. `with_output` adds the untied LM head.
 pub fn expected_tensors(p: &MambaParams, with_output: bool) -> Vec<TensorId> {
     let mut ids = vec![
         TensorId {
@@ -248,7 +344,7 @@ pub fn expected_tensors(p: &MambaParams, with_output: bool) -> Vec<TensorId> {
         });
     }
     for layer in 0..p.n_layer {
-        ids.extend(LAYER_ROLES.into_iter().map(|role| TensorId {
+        ids.extend(layer_roles(p.family).iter().map(|&role| TensorId {
             role,
             layer: Some(layer),
         }));
@@ -261,15 +357,47 @@ mod tests {
     use super::*;
 
     fn params() -> MambaParams {
+        MambaParams::mamba1(768, 24, 1536, 16, 4, 48, 50280, 1e-5)
+    }
+
+    /// The dimensions of state-spaces/mamba2-130m: 24 heads of 64, one group.
+    fn mamba2_params() -> MambaParams {
         MambaParams {
-            d_model: 768,
-            n_layer: 24,
-            d_inner: 1536,
-            d_state: 16,
-            d_conv: 4,
-            dt_rank: 48,
-            n_vocab: 50280,
-            rms_norm_eps: 1e-5,
+            family: Family::Mamba2,
+            n_group: 1,
+            ..MambaParams::mamba1(768, 24, 1536, 128, 4, 24, 50288, 1e-5)
+        }
+    }
+
+    #[test]
+    fn mamba2_gguf_dims_match_llama_cpp() {
+        // Shapes from llama.cpp's Mamba-2 loader (src/llama-model.cpp), ggml order.
+        let p = mamba2_params();
+        let cases = [
+            (Role::SsmIn, vec![768, 2 * 1536 + 2 * 128 + 24]),
+            (Role::SsmConv1dWeight, vec![4, 1536 + 2 * 128]),
+            (Role::SsmConv1dBias, vec![1536 + 2 * 128]),
+            (Role::SsmDtBias, vec![24]),
+            (Role::SsmA, vec![1, 24]),
+            (Role::SsmD, vec![1, 24]),
+            (Role::SsmNorm, vec![1536, 1]),
+            (Role::SsmOut, vec![1536, 768]),
+        ];
+        for (role, dims) in cases {
+            assert_eq!(role.gguf_dims(&p), dims, "{role:?}");
+        }
+        assert_eq!(expected_tensors(&p, false).len(), 2 + 24 * 9);
+    }
+
+    #[test]
+    fn mamba2_hf_names_map_to_gguf_names() {
+        for (hf, gguf) in [
+            ("backbone.layers.0.mixer.dt_bias", "blk.0.ssm_dt.bias"),
+            ("backbone.layers.1.mixer.norm.weight", "blk.1.ssm_norm.weight"),
+        ] {
+            let id = parse_hf_name(hf).unwrap_or_else(|| panic!("{hf} did not map"));
+            assert_eq!(id.gguf_name(), gguf, "{hf}");
+            assert_eq!(id.hf_name(Family::Mamba2), hf);
         }
     }
 

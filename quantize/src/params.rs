@@ -1,4 +1,4 @@
-//! Mamba-1 model dimensions, read from a Hugging Face `config.json`.
+//! Mamba-1, Falcon-Mamba and Mamba-2 model dimensions, read from a Hugging Face `config.json`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,14 +9,42 @@ use crate::error::{ConvertError, Result};
 /// Architectures that `config.json` may name for a Mamba-1 model. `MambaLMHeadModel` is the
 /// class name in the original `mamba_ssm` package; llama.cpp's converter accepts both.
 const MAMBA1_ARCHITECTURES: [&str; 2] = ["MambaForCausalLM", "MambaLMHeadModel"];
+/// Class name of Falcon-Mamba checkpoints in `transformers`.
+const FALCON_MAMBA_ARCHITECTURE: &str = "FalconMambaForCausalLM";
+/// Class name of Mamba-2 checkpoints in `transformers`.
+const MAMBA2_ARCHITECTURE: &str = "Mamba2ForCausalLM";
 
 /// RMSNorm epsilon when the config omits it, as in `transformers.MambaConfig` and
 /// llama.cpp's converter.
 const DEFAULT_RMS_NORM_EPS: f64 = 1e-5;
 
-/// The dimensions that fix every tensor shape of a Mamba-1 model.
+/// The model family, which fixes the layer's tensors and the GGUF architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Mamba-1 (`MambaForCausalLM`), GGUF architecture `mamba`.
+    Mamba,
+    /// Falcon-Mamba (`FalconMambaForCausalLM`): Mamba-1 tensors, GGUF architecture `mamba`
+    /// with `mamba.ssm.dt_b_c_rms` true.
+    FalconMamba,
+    /// Mamba-2 (`Mamba2ForCausalLM`), GGUF architecture `mamba2`.
+    Mamba2,
+}
+
+impl Family {
+    /// Returns the GGUF architecture name.
+    pub fn gguf_arch(self) -> &'static str {
+        match self {
+            Family::Mamba | Family::FalconMamba => mamba_core::config::ARCH_MAMBA,
+            Family::Mamba2 => mamba_core::config::ARCH_MAMBA2,
+        }
+    }
+}
+
+/// The dimensions that fix every tensor shape of a model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MambaParams {
+    /// Model family.
+    pub family: Family,
     /// Residual stream width (`hidden_size`).
     pub d_model: u64,
     /// Number of Mamba blocks (`num_hidden_layers`).
@@ -27,12 +55,57 @@ pub struct MambaParams {
     pub d_state: u64,
     /// Depthwise convolution width (`conv_kernel`).
     pub d_conv: u64,
-    /// Rank of the dt projection (`time_step_rank`).
+    /// Rank of the dt projection (`time_step_rank`); for Mamba-2 the number of heads, as
+    /// llama.cpp stores it in `ssm.time_step_rank`.
     pub dt_rank: u64,
     /// Rows of the token embedding (`vocab_size`).
     pub n_vocab: u64,
     /// Epsilon of every RMSNorm (`layer_norm_epsilon`).
     pub rms_norm_eps: f32,
+    /// Mamba-2 `n_groups`; 1 for the other families.
+    pub n_group: u64,
+    /// Falcon-Mamba `mixer_rms_eps`, the epsilon of the dt, B and C normalisation.
+    pub mixer_rms_eps: f32,
+    /// Mamba-2 `time_step_limit`: bounds of dt after softplus.
+    pub time_step_limit: (f32, f32),
+}
+
+impl MambaParams {
+    /// Returns the dimensions of a Mamba-1 model with the other families' fields at their
+    /// neutral values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mamba1(d_model: u64, n_layer: u64, d_inner: u64, d_state: u64, d_conv: u64, dt_rank: u64, n_vocab: u64, rms_norm_eps: f32) -> Self {
+        Self {
+            family: Family::Mamba,
+            d_model,
+            n_layer,
+            d_inner,
+            d_state,
+            d_conv,
+            dt_rank,
+            n_vocab,
+            rms_norm_eps,
+            n_group: 1,
+            mixer_rms_eps: rms_norm_eps,
+            time_step_limit: (0.0, f32::INFINITY),
+        }
+    }
+
+    /// Mamba-2: channels of the conv, `d_inner + 2 * n_group * d_state`.
+    pub fn conv_dim(&self) -> u64 {
+        match self.family {
+            Family::Mamba2 => self.d_inner + 2 * self.n_group * self.d_state,
+            Family::Mamba | Family::FalconMamba => self.d_inner,
+        }
+    }
+
+    /// Rows of in_proj.
+    pub fn in_proj_rows(&self) -> u64 {
+        match self.family {
+            Family::Mamba2 => self.d_inner + self.conv_dim() + self.dt_rank,
+            Family::Mamba | Family::FalconMamba => 2 * self.d_inner,
+        }
+    }
 }
 
 /// The parts of a Hugging Face `config.json` that the converter uses.
@@ -67,14 +140,15 @@ pub fn read_hf_config(dir: &Path) -> Result<HfConfig> {
 
 /// Parses `config.json` text. `path` is used in messages only.
 pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
-    let json: Value = serde_json::from_str(text).map_err(|source| ConvertError::Json {
+    let text = replace_non_finite(text);
+    let json: Value = serde_json::from_str(&text).map_err(|source| ConvertError::Json {
         path: path.to_path_buf(),
         source,
     })?;
     let Some(obj) = json.as_object() else {
         return Err(invalid(path, "(top level)", &json, "a JSON object"));
     };
-    check_architecture(path, obj)?;
+    let family = check_architecture(path, obj)?;
 
     if get_bool(path, obj, "use_bias")?.unwrap_or(false) {
         return Err(ConvertError::ProjectionBias {
@@ -103,9 +177,17 @@ pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
             checked_mul(path, "expand * hidden_size", expand, d_model)?
         }
     };
-    let d_state = get_dim(path, obj, &["state_size", "d_state"])?.unwrap_or(16);
+    let default_d_state = if family == Family::Mamba2 { 128 } else { 16 };
+    let d_state = get_dim(path, obj, &["state_size", "d_state"])?.unwrap_or(default_d_state);
     let d_conv = get_dim(path, obj, &["conv_kernel", "d_conv"])?.unwrap_or(4);
-    let dt_rank = read_dt_rank(path, obj, d_model)?;
+    let (dt_rank, n_group) = match family {
+        Family::Mamba2 => read_heads(path, obj, d_inner)?,
+        Family::Mamba | Family::FalconMamba => (read_dt_rank(path, obj, d_model)?, 1),
+    };
+    // The products below stay far from u64 overflow: every dimension is at most 2^31.
+    if family == Family::Mamba2 {
+        checked_mul(path, "2 * n_groups * state_size", 2 * n_group, d_state)?;
+    }
     let n_vocab = require_dim(
         path,
         obj,
@@ -113,8 +195,15 @@ pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
         "vocab_size is the number of rows of the token embedding",
     )?;
     let rms_norm_eps = read_rms_norm_eps(path, obj)?;
+    let mixer_rms_eps = match family {
+        // transformers' FalconMambaConfig default.
+        Family::FalconMamba => read_eps(path, obj, &["mixer_rms_eps"])?.unwrap_or(1e-6),
+        Family::Mamba | Family::Mamba2 => rms_norm_eps,
+    };
+    let time_step_limit = read_time_step_limit(path, obj)?;
 
     let params = MambaParams {
+        family,
         d_model,
         n_layer,
         d_inner,
@@ -123,6 +212,9 @@ pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
         dt_rank,
         n_vocab,
         rms_norm_eps,
+        n_group,
+        mixer_rms_eps,
+        time_step_limit,
     };
     Ok(HfConfig {
         path: path.to_path_buf(),
@@ -137,8 +229,40 @@ pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
     })
 }
 
-/// Accepts Mamba-1 architectures and rejects Mamba-2, Falcon-Mamba and everything else by name.
-fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<()> {
+/// Replaces the bare tokens `Infinity`, `-Infinity` and `NaN` outside strings with `null`.
+/// Python's `json` module writes them for non-finite floats (transformers writes Mamba-2's
+/// default `time_step_limit` as `[0.0, Infinity]`), but they are not JSON.
+pub(crate) fn replace_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("Infinity") && !text.contains("NaN") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(ch) = rest.chars().next() {
+        if in_string {
+            match ch {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if ch == '"' {
+            in_string = true;
+        } else if let Some(token) = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t)) {
+            out.push_str("null");
+            rest = &rest[token.len()..];
+            continue;
+        }
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Returns the family the config names, and rejects everything else by name.
+fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<Family> {
     let model_type = obj.get("model_type").and_then(Value::as_str);
     let names: Vec<&str> = match obj.get("architectures") {
         None | Some(Value::Null) => Vec::new(),
@@ -153,16 +277,16 @@ fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<()> {
         }
     };
 
-    // Falcon-Mamba checkpoints name their own class, but a config that only sets
-    // model_type must still be caught: it needs RMS-normalised dt, B and C.
-    if model_type == Some("falcon_mamba") {
-        return Err(ConvertError::UnsupportedArchitecture {
-            path: path.to_path_buf(),
-            found: "FalconMambaForCausalLM (model_type falcon_mamba)".to_owned(),
-        });
+    // A config that names MambaForCausalLM but sets model_type falcon_mamba is still
+    // Falcon-Mamba, as llama.cpp's converter decides by model_type.
+    if model_type == Some("falcon_mamba") || names.contains(&FALCON_MAMBA_ARCHITECTURE) {
+        return Ok(Family::FalconMamba);
+    }
+    if model_type == Some("mamba2") || names.contains(&MAMBA2_ARCHITECTURE) {
+        return Ok(Family::Mamba2);
     }
     if names.iter().any(|name| MAMBA1_ARCHITECTURES.contains(name)) {
-        return Ok(());
+        return Ok(Family::Mamba);
     }
     if names.is_empty() {
         // The original mamba_ssm config.json has no architectures list but an ssm_cfg.
@@ -170,7 +294,7 @@ fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<()> {
             .get("ssm_cfg")
             .map(|cfg| cfg.get("layer").and_then(Value::as_str).unwrap_or("Mamba"));
         if model_type == Some("mamba") || ssm_layer == Some("Mamba") {
-            return Ok(());
+            return Ok(Family::Mamba);
         }
         let found = match (model_type, ssm_layer) {
             (_, Some(layer)) => format!("{layer} (ssm_cfg.layer)"),
@@ -190,6 +314,74 @@ fn check_architecture(path: &Path, obj: &Map<String, Value>) -> Result<()> {
     })
 }
 
+/// Reads Mamba-2's head layout: returns (number of heads, `n_groups`). The heads split
+/// `d_inner` into `head_dim` channels each, and `n_groups` must divide the heads.
+fn read_heads(path: &Path, obj: &Map<String, Value>, d_inner: u64) -> Result<(u64, u64)> {
+    let head_dim = get_dim(path, obj, &["head_dim"])?.unwrap_or(64);
+    if !d_inner.is_multiple_of(head_dim) {
+        return Err(ConvertError::InvalidValue {
+            path: path.to_path_buf(),
+            key: "head_dim".to_owned(),
+            value: head_dim.to_string(),
+            expected: format!("a divisor of the inner size expand * hidden_size = {d_inner}"),
+        });
+    }
+    let n_head = d_inner / head_dim;
+    if let Some(num_heads) = get_dim(path, obj, &["num_heads"])?
+        && num_heads != n_head
+    {
+        return Err(ConvertError::InvalidValue {
+            path: path.to_path_buf(),
+            key: "num_heads".to_owned(),
+            value: num_heads.to_string(),
+            expected: format!("expand * hidden_size / head_dim = {n_head}"),
+        });
+    }
+    let n_group = get_dim(path, obj, &["n_groups"])?.unwrap_or(1);
+    if !n_head.is_multiple_of(n_group) {
+        return Err(ConvertError::InvalidValue {
+            path: path.to_path_buf(),
+            key: "n_groups".to_owned(),
+            value: n_group.to_string(),
+            expected: format!("a divisor of the number of heads, {n_head}"),
+        });
+    }
+    Ok((n_head, n_group))
+}
+
+/// Reads Mamba-2's `time_step_limit`, a pair `[min, max]` (default `[0, inf]`). JSON has no
+/// infinity: transformers 5 writes it as `{"__float__": "Infinity"}`, older versions as the
+/// bare token `Infinity`, which [`replace_non_finite`] turns into `null`. A null upper bound
+/// means no bound.
+fn read_time_step_limit(path: &Path, obj: &Map<String, Value>) -> Result<(f32, f32)> {
+    let Some(value) = obj.get("time_step_limit").filter(|v| !v.is_null()) else {
+        return Ok((0.0, f32::INFINITY));
+    };
+    let bad = || invalid(path, "time_step_limit", value, "a pair [min, max] with 0 <= min <= max");
+    let items = value.as_array().filter(|items| items.len() == 2).ok_or_else(bad)?;
+    let min = json_float(&items[0]).filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(bad)?;
+    let max = match &items[1] {
+        Value::Null => f64::INFINITY,
+        other => json_float(other).filter(|v| !v.is_nan() && *v >= min).ok_or_else(bad)?,
+    };
+    Ok((min as f32, max as f32))
+}
+
+/// Returns a JSON number, or a float that transformers wrote as `{"__float__": "Infinity"}`
+/// (also `-Infinity` and `NaN`).
+fn json_float(value: &Value) -> Option<f64> {
+    if let Some(number) = value.as_f64() {
+        return Some(number);
+    }
+    let text = value.as_object().filter(|obj| obj.len() == 1)?.get("__float__")?.as_str()?;
+    match text {
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => None,
+    }
+}
+
 /// Reads `time_step_rank`, which is an integer or `"auto"` for ceil(d_model / 16).
 pub(crate) fn read_dt_rank(path: &Path, obj: &Map<String, Value>, d_model: u64) -> Result<u64> {
     for key in ["time_step_rank", "dt_rank"] {
@@ -203,7 +395,12 @@ pub(crate) fn read_dt_rank(path: &Path, obj: &Map<String, Value>, d_model: u64) 
 }
 
 fn read_rms_norm_eps(path: &Path, obj: &Map<String, Value>) -> Result<f32> {
-    for key in ["layer_norm_epsilon", "rms_norm_eps"] {
+    Ok(read_eps(path, obj, &["layer_norm_epsilon", "rms_norm_eps"])?.unwrap_or(DEFAULT_RMS_NORM_EPS as f32))
+}
+
+/// Returns the first of `keys` that is present, as an epsilon between 0 and 1.
+fn read_eps(path: &Path, obj: &Map<String, Value>, keys: &[&str]) -> Result<Option<f32>> {
+    for &key in keys {
         let Some(value) = obj.get(key).filter(|v| !v.is_null()) else {
             continue;
         };
@@ -211,7 +408,7 @@ fn read_rms_norm_eps(path: &Path, obj: &Map<String, Value>) -> Result<f32> {
             .as_f64()
             .filter(|eps| eps.is_finite() && *eps > 0.0 && *eps < 1.0);
         return match eps {
-            Some(eps) => Ok(eps as f32),
+            Some(eps) => Ok(Some(eps as f32)),
             None => Err(invalid(
                 path,
                 key,
@@ -220,7 +417,7 @@ fn read_rms_norm_eps(path: &Path, obj: &Map<String, Value>) -> Result<f32> {
             )),
         };
     }
-    Ok(DEFAULT_RMS_NORM_EPS as f32)
+    Ok(None)
 }
 
 fn require_dim(
@@ -364,11 +561,7 @@ mod tests {
 
     #[test]
     fn rejects_other_architectures() {
-        for (arch, expected) in [
-            ("Mamba2ForCausalLM", "Mamba2ForCausalLM"),
-            ("FalconMambaForCausalLM", "FalconMambaForCausalLM"),
-            ("LlamaForCausalLM", "LlamaForCausalLM"),
-        ] {
+        for (arch, expected) in [("LlamaForCausalLM", "LlamaForCausalLM"), ("JambaForCausalLM", "JambaForCausalLM")] {
             let text = format!(
                 r#"{{"architectures": ["{arch}"], "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8}}"#
             );
@@ -379,11 +572,57 @@ mod tests {
     }
 
     #[test]
-    fn rejects_falcon_model_type() {
+    fn falcon_model_type_is_falcon_mamba() {
         let text = r#"{"architectures": ["MambaForCausalLM"], "model_type": "falcon_mamba",
                        "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 8}"#;
-        let message = parse(text).unwrap_err().to_string();
-        assert!(message.contains("falcon_mamba"), "{message}");
+        let p = parse(text).unwrap().params;
+        assert_eq!(p.family, Family::FalconMamba);
+        assert_eq!(p.mixer_rms_eps, 1e-6, "transformers' default mixer_rms_eps");
+    }
+
+    #[test]
+    fn mamba2_config() {
+        let text = r#"{"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2",
+                       "hidden_size": 64, "expand": 2, "head_dim": 16, "num_heads": 8,
+                       "n_groups": 2, "state_size": 32, "num_hidden_layers": 2, "vocab_size": 8,
+                       "time_step_limit": [0.001, 0.1]}"#;
+        let p = parse(text).unwrap().params;
+        assert_eq!(p.family, Family::Mamba2);
+        assert_eq!((p.d_inner, p.dt_rank, p.n_group, p.d_state), (128, 8, 2, 32));
+        assert_eq!(p.time_step_limit, (0.001, 0.1));
+        assert_eq!(p.conv_dim(), 128 + 2 * 2 * 32);
+        assert_eq!(p.in_proj_rows(), 128 + 256 + 8);
+    }
+
+    #[test]
+    fn python_infinity_reads_as_no_bound() {
+        let text = r#"{"architectures": ["Mamba2ForCausalLM"], "hidden_size": 64, "head_dim": 16,
+                       "num_hidden_layers": 1, "vocab_size": 8, "_name_or_path": "a Infinity NaN",
+                       "time_step_limit": [0.0, Infinity]}"#;
+        let config = parse(text).unwrap();
+        assert_eq!(config.params.time_step_limit, (0.0, f32::INFINITY));
+        assert_eq!(config.name_or_path.as_deref(), Some("a Infinity NaN"), "strings keep the words");
+
+        let text = text.replace("Infinity]", r#"{"__float__": "Infinity"}]"#);
+        let config = parse(&text).unwrap();
+        assert_eq!(config.params.time_step_limit, (0.0, f32::INFINITY));
+    }
+
+    #[test]
+    fn mamba2_rejects_bad_heads() {
+        for (extra, key) in [
+            (r#""head_dim": 48"#, "head_dim"),
+            (r#""num_heads": 3"#, "num_heads"),
+            (r#""n_groups": 3"#, "n_groups"),
+            (r#""time_step_limit": [0.5, 0.1]"#, "time_step_limit"),
+        ] {
+            let text = format!(
+                r#"{{"architectures": ["Mamba2ForCausalLM"], "hidden_size": 64,
+                     "num_hidden_layers": 1, "vocab_size": 8, {extra}}}"#
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains(key), "{key}: {message}");
+        }
     }
 
     #[test]

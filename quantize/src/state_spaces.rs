@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::convert::Notes;
 use crate::error::{ConvertError, Result};
-use crate::params::{
+use crate::params::{replace_non_finite, 
     HfConfig, MambaParams, get_bool, invalid, parse_hf_config, positive_dim, read_dt_rank,
 };
 use crate::safetensors_input::{INDEX_FILE, SINGLE_FILE};
@@ -73,7 +73,7 @@ pub fn read_config(dir: &Path) -> Result<HfConfig> {
         path: path.clone(),
         source,
     })?;
-    let json: Value = serde_json::from_str(&text).map_err(|source| ConvertError::Json {
+    let json: Value = serde_json::from_str(&replace_non_finite(&text)).map_err(|source| ConvertError::Json {
         path: path.clone(),
         source,
     })?;
@@ -124,16 +124,16 @@ pub fn parse_state_spaces_config(path: &Path, json: Value) -> Result<HfConfig> {
     // residual_in_fp32 and fused_add_norm only choose the residual's precision and a fused
     // kernel, so they do not change an F32 model and are not read.
     let d_inner = read_d_inner(path, ssm_cfg, d_model)?;
-    let params = MambaParams {
+    let params = MambaParams::mamba1(
         d_model,
         n_layer,
         d_inner,
-        d_state: optional(path, ssm_cfg, "d_state")?.unwrap_or(16),
-        d_conv: optional(path, ssm_cfg, "d_conv")?.unwrap_or(4),
-        dt_rank: read_dt_rank(path, ssm_cfg, d_model)?,
+        optional(path, ssm_cfg, "d_state")?.unwrap_or(16),
+        optional(path, ssm_cfg, "d_conv")?.unwrap_or(4),
+        read_dt_rank(path, ssm_cfg, d_model)?,
         n_vocab,
-        rms_norm_eps: NORM_EPSILON,
-    };
+        NORM_EPSILON,
+    );
     Ok(HfConfig {
         path: path.to_path_buf(),
         params,

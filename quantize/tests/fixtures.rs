@@ -15,8 +15,15 @@ use common::{run, temp_dir};
 use mamba_core::GgmlType;
 use mamba_core::gguf::{Gguf, Value};
 
-/// Metadata our converter adds: the whole tokenizer.json, which mamba-edge tokenizes with.
-const OURS_ONLY: [&str; 1] = ["tokenizer.huggingface.json"];
+/// Metadata our converter adds: the whole tokenizer.json, which mamba-edge tokenizes with, and
+/// the transformers settings llama.cpp has no key for (Falcon-Mamba's `mixer_rms_eps`,
+/// Mamba-2's `time_step_limit`).
+const OURS_ONLY: [&str; 4] = [
+    "tokenizer.huggingface.json",
+    "mamba.ssm.dt_b_c_rms_epsilon",
+    "mamba2.ssm.time_step_limit_min",
+    "mamba2.ssm.time_step_limit_max",
+];
 
 fn fixtures_root() -> PathBuf {
     std::env::var_os("MAMBA_FIXTURES_DIR")

@@ -40,7 +40,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 MAMBA_EDGE = REPO_ROOT / "target" / "release" / "mamba-edge"
-FIXTURE_NAMES = ["tiny", "odd", "quant", "eps"]
+FIXTURE_NAMES = ["tiny", "odd", "quant", "eps", "mamba2_g1", "mamba2_g2", "mamba2_limit", "falcon"]
 FORMATS = ["f32", "f16", "bf16", "q8_0", "q4_0"]
 
 

@@ -71,6 +71,10 @@ CONVERSIONS = [
     Conversion("odd", ("f32",), suffix="-vocab336"),
     Conversion("quant", ("f32", "q8_0"), quantized=("q4_0",)),
     Conversion("eps", ("f32",)),
+    # The Mamba-2 converter pads the token list to a multiple of 16 (264 is not
+    # one) without padding the tensors, so padding is turned off as for odd.
+    Conversion("mamba2_g1", ("f32",), pad_vocab_multiple=1),
+    Conversion("falcon", ("f32",)),
 ]
 
 
@@ -83,11 +87,11 @@ def import_converter():
     import convert_hf_to_gguf  # noqa: PLC0415 (the path is only known at run time)
     import gguf  # noqa: PLC0415
     from conversion.base import TextModel  # noqa: PLC0415
-    from conversion.mamba import MambaModel  # noqa: PLC0415
+    from conversion.mamba import Mamba2Model, MambaModel  # noqa: PLC0415
 
     if not pathlib.Path(gguf.__file__).is_relative_to(VENDORED):
         raise RuntimeError(f"imported gguf from {gguf.__file__}, expected the vendored copy under {VENDORED}")
-    return convert_hf_to_gguf, gguf, TextModel, MambaModel
+    return convert_hf_to_gguf, gguf, TextModel, (MambaModel, Mamba2Model)
 
 
 def uses_gpt2_byte_level(model_dir: pathlib.Path) -> bool:
@@ -122,7 +126,7 @@ def accept_gpt2_byte_level_tokenizers(text_model_class) -> None:
 
 
 def override_vocab_padding(mamba_model_class, setting: dict) -> None:
-    """Make MambaModel.set_vocab() use setting["pad_vocab_multiple"] when it is not None."""
+    """Make set_vocab() of MambaModel or Mamba2Model use setting["pad_vocab_multiple"] when it is not None."""
     original = mamba_model_class.set_vocab
 
     def set_vocab(self):
@@ -188,10 +192,11 @@ def main() -> int:
         parser.error(f"no conversion defined for {sorted(unknown)}; known: {known}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
 
-    converter_module, gguf_module, text_model_class, mamba_model_class = import_converter()
+    converter_module, gguf_module, text_model_class, mamba_model_classes = import_converter()
     accept_gpt2_byte_level_tokenizers(text_model_class)
     padding_setting = {"pad_vocab_multiple": None}
-    override_vocab_padding(mamba_model_class, padding_setting)
+    for mamba_model_class in mamba_model_classes:
+        override_vocab_padding(mamba_model_class, padding_setting)
 
     dumps: dict[str, list[str]] = {}
     for conversion in CONVERSIONS:

@@ -39,7 +39,25 @@ impl Config {
         d_conv: usize,
         n_vocab: usize,
     ) -> Self {
-        Self { arch: Arch::Mamba, d_model, n_layer, d_inner, d_state, dt_rank, d_conv, n_vocab, rms_eps: 1e-5, context_length: 0 }
+        Self {
+            arch: Arch::Mamba,
+            d_model,
+            n_layer,
+            d_inner,
+            d_state,
+            dt_rank,
+            n_head: d_inner,
+            head_dim: 1,
+            n_group: 1,
+            dt_b_c_rms: false,
+            dt_b_c_rms_eps: 1e-5,
+            dt_min: 0.0,
+            dt_max: f32::INFINITY,
+            d_conv,
+            n_vocab,
+            rms_eps: 1e-5,
+            context_length: 0,
+        }
     }
 
     /// Bytes of one session's recurrent state: [`Config::state_len`] f32 values.
@@ -69,7 +87,8 @@ impl BufferSizes {
     /// [`ScratchLayout::new`] clamps it). Sizes saturate at `usize::MAX` instead of
     /// overflowing.
     pub const fn new(config: &Config, max_batch: usize) -> Self {
-        let layer_state_len = config.d_inner.saturating_mul((config.d_conv.saturating_sub(1)).saturating_add(config.d_state));
+        let conv_state_len = config.conv_dim().saturating_mul(config.d_conv.saturating_sub(1));
+        let layer_state_len = conv_state_len.saturating_add(config.d_inner.saturating_mul(config.d_state));
         let state_len = config.n_layer.saturating_mul(layer_state_len);
         Self { state_len, scratch_len: ScratchLayout::new(config, max_batch).len() }
     }

@@ -1,7 +1,7 @@
 //! Model hyperparameters and the GGUF names that carry them.
 //!
-//! Keys and tensor names follow llama.cpp (`gguf-py/gguf/constants.py`, architecture
-//! `mamba`), so files move between the two engines unchanged.
+//! Keys and tensor names follow llama.cpp (`gguf-py/gguf/constants.py`, architectures
+//! `mamba` and `mamba2`), so files move between the two engines unchanged.
 
 /// Metadata keys. `{arch}` keys are formatted with [`arch_key`].
 pub mod keys {
@@ -34,10 +34,21 @@ pub mod keys {
     pub const SSM_INNER_SIZE: &str = "ssm.inner_size";
     /// `d_state`.
     pub const SSM_STATE_SIZE: &str = "ssm.state_size";
-    /// `dt_rank`.
+    /// `dt_rank` for Mamba-1; the number of heads for Mamba-2.
     pub const SSM_TIME_STEP_RANK: &str = "ssm.time_step_rank";
+    /// Mamba-2: `n_groups`, the number of B and C groups that the heads share.
+    pub const SSM_GROUP_COUNT: &str = "ssm.group_count";
     /// Falcon-Mamba: RMS-normalise dt, B and C before the scan.
     pub const SSM_DT_B_C_RMS: &str = "ssm.dt_b_c_rms";
+    /// Epsilon of the dt, B and C normalisation (`mixer_rms_eps` in `transformers`). Not a
+    /// llama.cpp key: llama.cpp uses the layer epsilon, which is the default when it is absent.
+    pub const SSM_DT_B_C_RMS_EPSILON: &str = "ssm.dt_b_c_rms_epsilon";
+    /// Mamba-2: lower bound of dt after softplus (`time_step_limit[0]`). Not a llama.cpp key,
+    /// and llama.cpp applies no bound. Absent means 0.
+    pub const SSM_TIME_STEP_LIMIT_MIN: &str = "ssm.time_step_limit_min";
+    /// Mamba-2: upper bound of dt after softplus (`time_step_limit[1]`). Not a llama.cpp key.
+    /// Absent means no bound.
+    pub const SSM_TIME_STEP_LIMIT_MAX: &str = "ssm.time_step_limit_max";
 
     /// Tokenizer family (`gpt2` for byte-level BPE).
     pub const TOKENIZER_MODEL: &str = "tokenizer.ggml.model";
@@ -63,8 +74,10 @@ pub mod keys {
     pub const TOKENIZER_HF_JSON: &str = "tokenizer.huggingface.json";
 }
 
-/// Architecture name of Mamba-1 models in GGUF.
+/// Architecture name of Mamba-1 models (and Falcon-Mamba) in GGUF.
 pub const ARCH_MAMBA: &str = "mamba";
+/// Architecture name of Mamba-2 models in GGUF.
+pub const ARCH_MAMBA2: &str = "mamba2";
 
 /// Tensor names (without the `blk.N.` prefix for per-layer tensors).
 pub mod tensors {
@@ -76,22 +89,27 @@ pub mod tensors {
     pub const OUTPUT: &str = "output.weight";
     /// Pre-mixer RMSNorm weight, `[d_model]`.
     pub const ATTN_NORM: &str = "attn_norm.weight";
-    /// in_proj, `[d_model, 2 * d_inner]`: rows `0..d_inner` give x, the rest z.
+    /// in_proj. Mamba-1: `[d_model, 2 * d_inner]`, rows `0..d_inner` give x, the rest z.
+    /// Mamba-2: `[d_model, 2 * d_inner + 2 * n_group * d_state + n_head]`, rows give z, then
+    /// x, B, C (the conv input), then dt.
     pub const SSM_IN: &str = "ssm_in.weight";
-    /// Depthwise conv kernel, `[d_conv, d_inner]`.
+    /// Depthwise conv kernel, `[d_conv, conv_dim]`; `conv_dim` is `d_inner` for Mamba-1 and
+    /// `d_inner + 2 * n_group * d_state` for Mamba-2.
     pub const SSM_CONV1D_WEIGHT: &str = "ssm_conv1d.weight";
-    /// Conv bias, `[d_inner]`.
+    /// Conv bias, `[conv_dim]`.
     pub const SSM_CONV1D_BIAS: &str = "ssm_conv1d.bias";
     /// x_proj, `[d_inner, dt_rank + 2 * d_state]`: rows give dt, B, C in that order.
     pub const SSM_X: &str = "ssm_x.weight";
     /// dt_proj weight, `[dt_rank, d_inner]`.
     pub const SSM_DT_WEIGHT: &str = "ssm_dt.weight";
-    /// dt_proj bias, `[d_inner]`.
+    /// dt_proj bias, `[d_inner]`; Mamba-2's `dt_bias`, `[n_head]`.
     pub const SSM_DT_BIAS: &str = "ssm_dt.bias";
-    /// A = -exp(A_log), `[d_state, d_inner]`; no `.weight` suffix.
+    /// A = -exp(A_log), `[d_state, d_inner]`; Mamba-2: `[1, n_head]`. No `.weight` suffix.
     pub const SSM_A: &str = "ssm_a";
-    /// Skip connection D, `[d_inner]`; no `.weight` suffix.
+    /// Skip connection D, `[d_inner]`; Mamba-2: `[1, n_head]`. No `.weight` suffix.
     pub const SSM_D: &str = "ssm_d";
+    /// Mamba-2 gated RMSNorm weight, `[d_inner / n_group, n_group]`.
+    pub const SSM_NORM: &str = "ssm_norm.weight";
     /// out_proj, `[d_inner, d_model]`.
     pub const SSM_OUT: &str = "ssm_out.weight";
 }

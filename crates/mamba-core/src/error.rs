@@ -91,14 +91,14 @@ impl fmt::Display for ModelError {
             }
             Self::UnknownArchitecture { found } => write!(
                 f,
-                "unsupported architecture `{found}`: this build runs `mamba` (Mamba-1) models only"
+                "unsupported architecture `{found}`: this build runs `mamba` (Mamba-1, Falcon-Mamba) and `mamba2` models"
             ),
             Self::InvalidHyperparameter { name, value, rule } => {
                 write!(f, "invalid hyperparameter {name} = {value}: {rule}")
             }
             Self::MissingTensor { name } => write!(
                 f,
-                "tensor `{name}` is missing; the file is incomplete or not a Mamba-1 model"
+                "tensor `{name}` is missing; the file is incomplete or not a Mamba model"
             ),
             Self::TensorShape { name, expected, found } => write!(
                 f,

@@ -1,6 +1,6 @@
 //! `mamba-core`: a `no_std` inference engine for Mamba selective state space models.
 //!
-//! The crate reads GGUF files from a borrowed byte slice, runs the Mamba-1 recurrence on
+//! The crate reads GGUF files from a borrowed byte slice, runs the Mamba-1 and Mamba-2 recurrences on
 //! caller-owned buffers and samples tokens. It never opens files, and starts threads only in a
 //! [`pool::ThreadPool`] that the caller creates, so the same code serves the CLI, the C API
 //! and microcontroller firmware.

@@ -14,8 +14,10 @@ compile_error!("mamba-core reads GGUF tensor data in place and supports little-e
 /// The model family, from `general.architecture`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
-    /// Mamba-1 (`mamba`).
+    /// Mamba-1 (`mamba`), including Falcon-Mamba (`mamba` with `ssm.dt_b_c_rms`).
     Mamba,
+    /// Mamba-2 (`mamba2`): the SSD layer with per-head scalar A and grouped B and C.
+    Mamba2,
 }
 
 impl Arch {
@@ -23,6 +25,7 @@ impl Arch {
     pub const fn name(self) -> &'static str {
         match self {
             Self::Mamba => config::ARCH_MAMBA,
+            Self::Mamba2 => config::ARCH_MAMBA2,
         }
     }
 }
@@ -39,12 +42,27 @@ pub struct Config {
     pub d_model: usize,
     /// Number of layers.
     pub n_layer: usize,
-    /// Channels of the SSM (in_proj gives `2 * d_inner`: x and the gate z).
+    /// Channels of the SSM (x and the gate z each have `d_inner`).
     pub d_inner: usize,
     /// State size per channel.
     pub d_state: usize,
-    /// Rank of the dt projection.
+    /// Rank of the dt projection (Mamba-1); the number of heads (Mamba-2), as llama.cpp
+    /// stores it.
     pub dt_rank: usize,
+    /// Number of heads: `d_inner` for Mamba-1 (one channel each), `dt_rank` for Mamba-2.
+    pub n_head: usize,
+    /// Channels per head: `d_inner / n_head`.
+    pub head_dim: usize,
+    /// Number of B and C groups (Mamba-2 `n_groups`); 1 for Mamba-1.
+    pub n_group: usize,
+    /// Falcon-Mamba: RMS-normalise dt, B and C (without weights) before the scan.
+    pub dt_b_c_rms: bool,
+    /// Epsilon of that normalisation.
+    pub dt_b_c_rms_eps: f32,
+    /// Mamba-2: dt after softplus is clamped to `dt_min..=dt_max` (`time_step_limit`).
+    pub dt_min: f32,
+    /// Upper end of the dt clamp; infinity when unbounded.
+    pub dt_max: f32,
     /// Width of the causal conv.
     pub d_conv: usize,
     /// Vocabulary size: rows of the token embedding.
@@ -64,14 +82,15 @@ impl Config {
         };
         let arch = match arch_name {
             config::ARCH_MAMBA => Arch::Mamba,
+            config::ARCH_MAMBA2 => Arch::Mamba2,
             other => return Err(ModelError::UnknownArchitecture { found: name(other) }.into()),
         };
 
-        // Falcon-Mamba marks itself with this flag; its extra normalisation is not implemented.
-        let dt_b_c_rms = arch_value(gguf, arch_name, keys::SSM_DT_B_C_RMS)?.and_then(|v| v.as_bool());
-        if dt_b_c_rms == Some(true) {
-            return Err(ModelError::UnknownArchitecture { found: name("mamba with ssm.dt_b_c_rms (Falcon-Mamba)") }.into());
-        }
+        // Falcon-Mamba marks itself with this flag.
+        let dt_b_c_rms = match arch_value(gguf, arch_name, keys::SSM_DT_B_C_RMS)? {
+            Some(value) => value.as_bool().ok_or_else(|| invalid_arch(arch_name, keys::SSM_DT_B_C_RMS, "a bool"))?,
+            None => false,
+        };
 
         let d_model = arch_dim(gguf, arch_name, keys::EMBEDDING_LENGTH, "d_model")?;
         let n_layer = arch_dim(gguf, arch_name, keys::BLOCK_COUNT, "n_layer")?;
@@ -87,6 +106,15 @@ impl Config {
                 .ok_or_else(|| invalid_arch(arch_name, keys::LAYER_NORM_RMS_EPSILON, "a finite non-negative float"))?,
             None => 1e-5,
         };
+        let dt_b_c_rms_eps = optional_f32(gguf, arch_name, keys::SSM_DT_B_C_RMS_EPSILON, rms_eps)?;
+        let dt_min = optional_f32(gguf, arch_name, keys::SSM_TIME_STEP_LIMIT_MIN, 0.0)?;
+        let dt_max = match arch_value(gguf, arch_name, keys::SSM_TIME_STEP_LIMIT_MAX)? {
+            Some(value) => value
+                .as_f32()
+                .filter(|max| !max.is_nan() && *max >= dt_min)
+                .ok_or_else(|| invalid_arch(arch_name, keys::SSM_TIME_STEP_LIMIT_MAX, "a float not below the minimum"))?,
+            None => f32::INFINITY,
+        };
         let context_length = match arch_value(gguf, arch_name, keys::CONTEXT_LENGTH)? {
             Some(value) => value.as_u64().unwrap_or(0),
             None => 0,
@@ -98,18 +126,90 @@ impl Config {
         let n_vocab = if embd.n_dims == 2 { embd.dims[1] } else { 0 };
         let n_vocab = check_dim("n_vocab", n_vocab)?;
 
-        Ok(Self { arch, d_model, n_layer, d_inner, d_state, dt_rank, d_conv, n_vocab, rms_eps, context_length })
+        let (n_head, n_group) = match arch {
+            Arch::Mamba => (d_inner, 1),
+            Arch::Mamba2 => {
+                let n_group = arch_dim(gguf, arch_name, keys::SSM_GROUP_COUNT, "n_group")?;
+                (dt_rank, n_group)
+            }
+        };
+        if !d_inner.is_multiple_of(n_head) {
+            return Err(hyperparameter("n_head", n_head, "must divide d_inner (ssm.time_step_rank for mamba2)"));
+        }
+        if !n_head.is_multiple_of(n_group) {
+            return Err(hyperparameter("n_group", n_group, "must divide the number of heads (ssm.time_step_rank)"));
+        }
+        // Keeps conv_dim and in_proj_rows far from overflow on 32-bit targets.
+        let in_proj_rows = 2 * d_inner as u64 + 2 * n_group as u64 * d_state as u64 + n_head as u64;
+        if n_group as u64 * d_state as u64 > MAX_DIM || in_proj_rows > 4 * MAX_DIM {
+            return Err(hyperparameter("n_group", n_group, "n_group * d_state must be at most 16777216"));
+        }
+        if arch == Arch::Mamba2 && dt_b_c_rms {
+            return Err(invalid_arch(arch_name, keys::SSM_DT_B_C_RMS, "false: mamba2 has no dt, B and C normalisation"));
+        }
+        let head_dim = d_inner / n_head;
+
+        Ok(Self {
+            arch,
+            d_model,
+            n_layer,
+            d_inner,
+            d_state,
+            dt_rank,
+            n_head,
+            head_dim,
+            n_group,
+            dt_b_c_rms,
+            dt_b_c_rms_eps,
+            dt_min,
+            dt_max,
+            d_conv,
+            n_vocab,
+            rms_eps,
+            context_length,
+        })
+    }
+
+    /// Channels of the causal conv: x for Mamba-1, x, B and C for Mamba-2.
+    pub const fn conv_dim(&self) -> usize {
+        match self.arch {
+            Arch::Mamba => self.d_inner,
+            Arch::Mamba2 => self.d_inner + 2 * self.n_group * self.d_state,
+        }
+    }
+
+    /// Rows of in_proj: x and z for Mamba-1; z, x, B, C and dt for Mamba-2.
+    pub const fn in_proj_rows(&self) -> usize {
+        match self.arch {
+            Arch::Mamba => 2 * self.d_inner,
+            Arch::Mamba2 => self.d_inner + self.conv_dim() + self.n_head,
+        }
     }
 
     /// Number of f32 values in one session's recurrent state: per layer, the conv state
-    /// `[d_inner, d_conv - 1]` and the SSM state `[d_inner, d_state]`.
+    /// `[conv_dim, d_conv - 1]` and the SSM state, `[d_inner, d_state]` for Mamba-1 and
+    /// `[n_head, head_dim, d_state]` (the same count) for Mamba-2.
     pub const fn state_len(&self) -> usize {
         self.n_layer * self.layer_state_len()
     }
 
     /// Number of f32 values of one layer's recurrent state.
     pub const fn layer_state_len(&self) -> usize {
-        self.d_inner * (self.d_conv - 1 + self.d_state)
+        self.conv_dim() * (self.d_conv - 1) + self.d_inner * self.d_state
+    }
+}
+
+fn hyperparameter(std_name: &'static str, value: usize, rule: &'static str) -> Error {
+    ModelError::InvalidHyperparameter { name: std_name, value: value as u64, rule }.into()
+}
+
+fn optional_f32(gguf: &Gguf<'_>, arch: &str, key: &str, default: f32) -> Result<f32, Error> {
+    match arch_value(gguf, arch, key)? {
+        Some(value) => value
+            .as_f32()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| invalid_arch(arch, key, "a finite non-negative float")),
+        None => Ok(default),
     }
 }
 
@@ -151,7 +251,7 @@ fn check_dim(std_name: &'static str, value: u64) -> Result<usize, Error> {
     Ok(value as usize)
 }
 
-/// The weights of one Mamba-1 layer, borrowed from the file.
+/// The weights of one Mamba-1 (or Falcon-Mamba) layer, borrowed from the file.
 #[derive(Clone, Copy, Debug)]
 pub struct Layer<'a> {
     /// RMSNorm weight, `[d_model]`.
@@ -176,6 +276,39 @@ pub struct Layer<'a> {
     pub ssm_out: Matrix<'a>,
 }
 
+/// The weights of one Mamba-2 layer, borrowed from the file.
+#[derive(Clone, Copy, Debug)]
+pub struct Mamba2Layer<'a> {
+    /// RMSNorm weight, `[d_model]`.
+    pub attn_norm: &'a [f32],
+    /// in_proj, `[in_proj_rows, d_model]`: rows give z, x, B, C, dt.
+    pub ssm_in: Matrix<'a>,
+    /// Conv kernel over x, B and C, `[conv_dim, d_conv]`.
+    pub conv_weight: &'a [f32],
+    /// Conv bias, `[conv_dim]`; `None` when the checkpoint has no conv bias.
+    pub conv_bias: Option<&'a [f32]>,
+    /// dt bias, `[n_head]`.
+    pub dt_bias: &'a [f32],
+    /// A = -exp(A_log), `[n_head]`.
+    pub a: &'a [f32],
+    /// D, `[n_head]`.
+    pub d: &'a [f32],
+    /// Gated RMSNorm weight, `[d_inner]`, normalised in `n_group` groups; `None` when the
+    /// file has no `ssm_norm` (llama.cpp then applies only the gate).
+    pub norm: Option<&'a [f32]>,
+    /// out_proj, `[d_model, d_inner]`.
+    pub ssm_out: Matrix<'a>,
+}
+
+/// The weights of one layer of either family.
+#[derive(Clone, Copy, Debug)]
+pub enum LayerWeights<'a> {
+    /// A Mamba-1 or Falcon-Mamba layer.
+    Mamba(Layer<'a>),
+    /// A Mamba-2 layer.
+    Mamba2(Mamba2Layer<'a>),
+}
+
 /// A loaded model: hyperparameters plus views into the GGUF bytes. Shared read-only by any
 /// number of sessions.
 #[derive(Clone, Debug)]
@@ -193,7 +326,7 @@ pub struct Model<'a> {
     /// Whether the LM head is the token embedding.
     pub tied_output: bool,
     #[cfg(feature = "alloc")]
-    layers: Vec<Layer<'a>>,
+    layers: Vec<LayerWeights<'a>>,
 }
 
 impl<'a> Model<'a> {
@@ -238,7 +371,7 @@ impl<'a> Model<'a> {
     ///
     /// # Panics
     /// Panics when `i >= config.n_layer`.
-    pub fn layer(&self, i: usize) -> Layer<'a> {
+    pub fn layer(&self, i: usize) -> LayerWeights<'a> {
         #[cfg(feature = "alloc")]
         {
             self.layers[i]
@@ -260,7 +393,56 @@ impl<'a> Model<'a> {
     }
 }
 
-fn resolve_layer<'a>(gguf: &Gguf<'a>, c: &Config, i: usize) -> Result<Layer<'a>, Error> {
+fn resolve_layer<'a>(gguf: &Gguf<'a>, c: &Config, i: usize) -> Result<LayerWeights<'a>, Error> {
+    match c.arch {
+        Arch::Mamba => resolve_mamba_layer(gguf, c, i).map(LayerWeights::Mamba),
+        Arch::Mamba2 => resolve_mamba2_layer(gguf, c, i).map(LayerWeights::Mamba2),
+    }
+}
+
+fn resolve_mamba2_layer<'a>(gguf: &Gguf<'a>, c: &Config, i: usize) -> Result<Mamba2Layer<'a>, Error> {
+    let mut buf = [0u8; 96];
+    let mut tensor_name = |suffix: &str| -> heapless::String<96> {
+        let full = config::layer_tensor_name(&mut buf, i, suffix).unwrap_or(suffix);
+        name(full)
+    };
+    let conv_dim = c.conv_dim();
+
+    let attn_norm = vector(gguf, &tensor_name(tensors::ATTN_NORM), c.d_model)?;
+    let ssm_in = matrix(gguf, &tensor_name(tensors::SSM_IN), c.in_proj_rows(), c.d_model)?;
+    let conv_weight = conv_kernel(gguf, &tensor_name(tensors::SSM_CONV1D_WEIGHT), c.d_conv, conv_dim)?;
+    let conv_bias_name = tensor_name(tensors::SSM_CONV1D_BIAS);
+    let conv_bias = match gguf.tensor(&conv_bias_name) {
+        Some(_) => Some(vector(gguf, &conv_bias_name, conv_dim)?),
+        None => None,
+    };
+    let dt_bias = vector(gguf, &tensor_name(tensors::SSM_DT_BIAS), c.n_head)?;
+    let a = head_vector(gguf, &tensor_name(tensors::SSM_A), c.n_head)?;
+    let d = head_vector(gguf, &tensor_name(tensors::SSM_D), c.n_head)?;
+    let norm_name = tensor_name(tensors::SSM_NORM);
+    let norm = match gguf.tensor(&norm_name) {
+        Some(info) if info.dims == [c.d_inner as u64, 1, 1, 1] => Some(f32_data(&info)?),
+        Some(_) => {
+            let dims = [(c.d_inner / c.n_group) as u64, c.n_group as u64, 1, 1];
+            Some(f32_tensor(gguf, &norm_name, dims)?)
+        }
+        None => None,
+    };
+    let ssm_out = matrix(gguf, &tensor_name(tensors::SSM_OUT), c.d_model, c.d_inner)?;
+
+    Ok(Mamba2Layer { attn_norm, ssm_in, conv_weight, conv_bias, dt_bias, a, d, norm, ssm_out })
+}
+
+/// Resolves a per-head f32 tensor, stored `[1, n_head]` by llama.cpp's converter or `[n_head]`.
+fn head_vector<'a>(gguf: &Gguf<'a>, tensor_name: &str, n_head: usize) -> Result<&'a [f32], Error> {
+    let info = find(gguf, tensor_name)?;
+    if info.dims == [n_head as u64, 1, 1, 1] {
+        return f32_data(&info);
+    }
+    f32_tensor(gguf, tensor_name, [1, n_head as u64, 1, 1])
+}
+
+fn resolve_mamba_layer<'a>(gguf: &Gguf<'a>, c: &Config, i: usize) -> Result<Layer<'a>, Error> {
     let mut buf = [0u8; 96];
     let mut tensor_name = |suffix: &str| -> heapless::String<96> {
         let full = config::layer_tensor_name(&mut buf, i, suffix).unwrap_or(suffix);
@@ -269,7 +451,7 @@ fn resolve_layer<'a>(gguf: &Gguf<'a>, c: &Config, i: usize) -> Result<Layer<'a>,
 
     let attn_norm = vector(gguf, &tensor_name(tensors::ATTN_NORM), c.d_model)?;
     let ssm_in = matrix(gguf, &tensor_name(tensors::SSM_IN), 2 * c.d_inner, c.d_model)?;
-    let conv_weight = conv_kernel(gguf, &tensor_name(tensors::SSM_CONV1D_WEIGHT), c)?;
+    let conv_weight = conv_kernel(gguf, &tensor_name(tensors::SSM_CONV1D_WEIGHT), c.d_conv, c.d_inner)?;
     let conv_bias_name = tensor_name(tensors::SSM_CONV1D_BIAS);
     let conv_bias = match gguf.tensor(&conv_bias_name) {
         Some(_) => Some(vector(gguf, &conv_bias_name, c.d_inner)?),
@@ -311,15 +493,15 @@ fn vector<'a>(gguf: &Gguf<'a>, tensor_name: &str, len: usize) -> Result<&'a [f32
     f32_tensor(gguf, tensor_name, [len as u64, 1, 1, 1])
 }
 
-/// Resolves the conv kernel, stored `[d_conv, d_inner]` by llama.cpp's converter or `[d_conv, 1, d_inner]`
-/// as the checkpoint has it.
-fn conv_kernel<'a>(gguf: &Gguf<'a>, tensor_name: &str, c: &Config) -> Result<&'a [f32], Error> {
+/// Resolves the conv kernel of `channels` channels, stored `[d_conv, channels]` by llama.cpp's
+/// converter or `[d_conv, 1, channels]` as the checkpoint has it.
+fn conv_kernel<'a>(gguf: &Gguf<'a>, tensor_name: &str, d_conv: usize, channels: usize) -> Result<&'a [f32], Error> {
     let info = find(gguf, tensor_name)?;
-    let (d_conv, d_inner) = (c.d_conv as u64, c.d_inner as u64);
-    if info.dims == [d_conv, 1, d_inner, 1] {
+    let (d_conv, channels) = (d_conv as u64, channels as u64);
+    if info.dims == [d_conv, 1, channels, 1] {
         return f32_data(&info);
     }
-    f32_tensor(gguf, tensor_name, [d_conv, d_inner, 1, 1])
+    f32_tensor(gguf, tensor_name, [d_conv, channels, 1, 1])
 }
 
 fn f32_tensor<'a>(gguf: &Gguf<'a>, tensor_name: &str, dims: [u64; 4]) -> Result<&'a [f32], Error> {

@@ -14,12 +14,14 @@
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
+mod mamba2;
+
 use crate::error::{Error, StateError};
 use crate::kernels::{dequantize_matrix_row, matmul, matvec};
-use crate::model::{Config, Model};
+use crate::model::{Arch, Config, Layer, LayerWeights, Model};
 use crate::ops::conv1d::{ConvShape, causal_conv1d_advance, causal_conv1d_tokens};
 use crate::ops::fast_math::{silu_slice, softplus};
-use crate::ops::norm::{rmsnorm, rmsnorm_rows};
+use crate::ops::norm::{rms_normalize, rmsnorm, rmsnorm_rows};
 use crate::ops::ssm_scan::{SCAN_BLOCK, ScanInputs, selective_scan_fast_channels};
 use crate::pool::{DisjointMut, Parallel, Serial};
 #[cfg(feature = "std")]
@@ -61,15 +63,15 @@ impl ScratchLayout {
         } else {
             max_batch
         };
-        let dbc_width = c.dt_rank + 2 * c.d_state;
+        let widths = RowWidths::new(c);
         let hidden = 0;
         let normed = add(hidden, mul(t, c.d_model));
         let xz = add(normed, mul(t, c.d_model));
-        let xc = add(xz, mul(t, mul(2, c.d_inner)));
-        let dbc = add(xc, mul(t, c.d_inner));
-        let dt_in = add(dbc, mul(t, dbc_width));
-        let dt = add(dt_in, mul(t, c.dt_rank));
-        let y = add(dt, mul(t, c.d_inner));
+        let xc = add(xz, mul(t, widths.xz));
+        let dbc = add(xc, mul(t, widths.xc));
+        let dt_in = add(dbc, mul(t, widths.dbc));
+        let dt = add(dt_in, mul(t, widths.dt_in));
+        let y = add(dt, mul(t, widths.dt));
         let out = add(y, mul(t, c.d_inner));
         let logits = add(out, mul(t, c.d_model));
         let len = add(logits, c.n_vocab);
@@ -233,8 +235,8 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         self.has_logits.then(|| self.logits_slice())
     }
 
-    /// Returns the recurrent state: per layer, conv state `[d_inner, d_conv - 1]` then SSM state
-    /// `[d_inner, d_state]`.
+    /// Returns the recurrent state: per layer, conv state `[conv_dim, d_conv - 1]` then SSM state
+    /// (`[d_inner, d_state]`, for Mamba-2 `[n_head, head_dim, d_state]`).
     pub fn state(&self) -> &[f32] {
         &self.state.as_ref()[..self.model.config.state_len()]
     }
@@ -373,8 +375,13 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
     fn header_fields(&self) -> [(&'static str, u32); 8] {
         let c = &self.model.config;
         // Every dimension is at most 2^24 (checked when the model loaded), so each fits in u32.
+        let architecture = match (c.arch, c.dt_b_c_rms) {
+            (Arch::Mamba, false) => 1,
+            (Arch::Mamba2, _) => 2,
+            (Arch::Mamba, true) => 3,
+        };
         [
-            ("architecture", 1),
+            ("architecture", architecture),
             ("n_layer", c.n_layer as u32),
             ("d_model", c.d_model as u32),
             ("d_inner", c.d_inner as u32),
@@ -402,7 +409,6 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         let c = model.config;
         let n = tokens.len();
         let l = self.layout;
-        let dbc_width = c.dt_rank + 2 * c.d_state;
         let scratch = self.scratch.as_mut();
         let state = self.state.as_mut();
         let par = Split { executor: self.executor.get(), min_work: self.min_parallel_work };
@@ -418,109 +424,28 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         let (y, rest) = rest.split_at_mut(l.out - l.y);
         let (out, rest) = rest.split_at_mut(l.logits - l.out);
         let logits_buf = &mut rest[..c.n_vocab];
-        let hidden = &mut hidden[..n * c.d_model];
-        let normed = &mut normed[..n * c.d_model];
-        let xz = &mut xz[..n * 2 * c.d_inner];
-        let xc = &mut xc[..n * c.d_inner];
-        let dbc = &mut dbc[..n * dbc_width];
-        let dt_in = &mut dt_in[..n * c.dt_rank];
-        let dt = &mut dt[..n * c.d_inner];
-        let y = &mut y[..n * c.d_inner];
-        let out = &mut out[..n * c.d_model];
+        let widths = RowWidths::new(&c);
+        let mut bufs = ChunkBuffers {
+            hidden: &mut hidden[..n * c.d_model],
+            normed: &mut normed[..n * c.d_model],
+            xz: &mut xz[..n * widths.xz],
+            xc: &mut xc[..n * widths.xc],
+            dbc: &mut dbc[..n * widths.dbc],
+            dt_in: &mut dt_in[..n * widths.dt_in],
+            dt: &mut dt[..n * widths.dt],
+            y: &mut y[..n * c.d_inner],
+            out: &mut out[..n * c.d_model],
+        };
 
         // Token embeddings.
         for (t, &token) in tokens.iter().enumerate() {
-            dequantize_matrix_row(&model.token_embd, token as usize, &mut hidden[t * c.d_model..(t + 1) * c.d_model]);
+            dequantize_matrix_row(&model.token_embd, token as usize, &mut bufs.hidden[t * c.d_model..(t + 1) * c.d_model]);
         }
 
         for (i, layer_state) in state.chunks_exact_mut(c.layer_state_len()).take(c.n_layer).enumerate() {
-            let layer = model.layer(i);
-            let (conv_state, ssm_state) = layer_state.split_at_mut(c.d_inner * (c.d_conv - 1));
-
-            // Pre-norm and in_proj: each row of xz is [x (d_inner) | z (d_inner)].
-            rmsnorm_rows(hidden, layer.attn_norm, c.rms_eps, normed);
-            par_matmul(par, &layer.ssm_in, normed, xz);
-
-            // Causal conv over x and SiLU, split over positions, then the conv state.
-            let shape = ConvShape { d_inner: c.d_inner, d_conv: c.d_conv, x_stride: 2 * c.d_inner };
-            {
-                let (conv_state, xz) = (&*conv_state, &*xz);
-                let xc_out = DisjointMut::new(xc);
-                let par = par.for_work(n * c.d_inner * (c.d_conv + ACTIVATION_COST));
-                par.run(n, &|tokens| {
-                    // SAFETY: `run` passes disjoint token ranges, so these rows are disjoint.
-                    let out = unsafe { xc_out.slice(tokens.start * c.d_inner..tokens.end * c.d_inner) };
-                    causal_conv1d_tokens(shape, conv_state, xz, layer.conv_weight, layer.conv_bias, tokens, out);
-                    silu_slice(out);
-                });
-            }
-            causal_conv1d_advance(shape, conv_state, xz, n);
-
-            // x_proj gives each row [dt (dt_rank) | B (d_state) | C (d_state)].
-            par_matmul(par, &layer.ssm_x, xc, dbc);
-
-            // dt_proj with bias, then softplus.
-            for (row, dst) in dbc.chunks_exact(dbc_width).zip(dt_in.chunks_exact_mut(c.dt_rank)) {
-                dst.copy_from_slice(&row[..c.dt_rank]);
-            }
-            par_matmul(par, &layer.dt_weight, dt_in, dt);
-            {
-                let dt_out = DisjointMut::new(dt);
-                let par = par.for_work(n * c.d_inner * ACTIVATION_COST);
-                par.run(c.d_inner, &|channels| {
-                    let bias = &layer.dt_bias[channels.clone()];
-                    for t in 0..n {
-                        let at = t * c.d_inner;
-                        // SAFETY: `run` passes disjoint channel ranges, so these windows of
-                        // row t are disjoint.
-                        let row = unsafe { dt_out.slice(at + channels.start..at + channels.end) };
-                        for (v, &b) in row.iter_mut().zip(bias) {
-                            *v = softplus(*v + b);
-                        }
-                    }
-                });
-            }
-
-            // Selective scan with skip connection and SiLU(z) gate, split over blocks of
-            // channels, each with its own rows of the SSM state.
-            let inputs = ScanInputs {
-                d_inner: c.d_inner,
-                d_state: c.d_state,
-                x: xc,
-                dt,
-                a: layer.a,
-                bc: dbc,
-                bc_stride: dbc_width,
-                b_offset: c.dt_rank,
-                c_offset: c.dt_rank + c.d_state,
-                d: layer.d,
-                z: &xz[c.d_inner..],
-                z_stride: 2 * c.d_inner,
-            };
-            {
-                let states = DisjointMut::new(ssm_state);
-                let y_out = DisjointMut::new(y);
-                // One state update is about one multiply-add once vectorised (an estimate).
-                let par = par.for_work(n * c.d_inner * c.d_state);
-                par.run(c.d_inner.div_ceil(SCAN_BLOCK), &|blocks| {
-                    let channels = blocks.start * SCAN_BLOCK..(blocks.end * SCAN_BLOCK).min(c.d_inner);
-                    // SAFETY: `run` passes disjoint block ranges, so the channel ranges, their
-                    // state rows and their windows of each row of y are disjoint.
-                    let state = unsafe { states.slice(channels.start * c.d_state..channels.end * c.d_state) };
-                    let mut emit = |t: usize, c0: usize, values: &[f32]| {
-                        let at = t * c.d_inner + c0;
-                        // SAFETY: `c0..` lies inside this task's channel range, so the
-                        // window is disjoint from every other task's, as above.
-                        unsafe { y_out.slice(at..at + values.len()) }.copy_from_slice(values);
-                    };
-                    selective_scan_fast_channels(&inputs, n, channels, state, &mut emit);
-                });
-            }
-
-            // out_proj and residual.
-            par_matmul(par, &layer.ssm_out, y, out);
-            for (h, &o) in hidden.iter_mut().zip(out.iter()) {
-                *h += o;
+            match model.layer(i) {
+                LayerWeights::Mamba(layer) => mamba_layer(&c, &layer, par, n, layer_state, &mut bufs),
+                LayerWeights::Mamba2(layer) => mamba2::mamba2_layer(&c, &layer, par, n, layer_state, &mut bufs),
             }
         }
         self.n_past += n as u64;
@@ -532,12 +457,169 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
             Logits::All => 0..n,
         };
         for t in positions {
-            let row = &hidden[t * c.d_model..(t + 1) * c.d_model];
-            let normed_row = &mut normed[..c.d_model];
+            let row = &bufs.hidden[t * c.d_model..(t + 1) * c.d_model];
+            let normed_row = &mut bufs.normed[..c.d_model];
             rmsnorm(row, model.output_norm, c.rms_eps, normed_row);
             par_matvec(par, &model.output, normed_row, logits_buf);
             on_logits(t, logits_buf);
         }
+    }
+}
+
+/// Per-token widths of the scratch rows, which depend on the architecture.
+#[derive(Clone, Copy)]
+struct RowWidths {
+    /// in_proj output.
+    xz: usize,
+    /// Conv output.
+    xc: usize,
+    /// Mamba-1 x_proj output; 0 for Mamba-2.
+    dbc: usize,
+    /// Mamba-1 dt_proj input; 0 for Mamba-2.
+    dt_in: usize,
+    /// Step sizes: one per channel (Mamba-1) or per head (Mamba-2).
+    dt: usize,
+}
+
+impl RowWidths {
+    const fn new(c: &Config) -> Self {
+        match c.arch {
+            Arch::Mamba => Self {
+                xz: c.in_proj_rows(),
+                xc: c.conv_dim(),
+                dbc: c.dt_rank + 2 * c.d_state,
+                dt_in: c.dt_rank,
+                dt: c.d_inner,
+            },
+            Arch::Mamba2 => Self { xz: c.in_proj_rows(), xc: c.conv_dim(), dbc: 0, dt_in: 0, dt: c.n_head },
+        }
+    }
+}
+
+/// The scratch rows of one forward chunk of `n` tokens, each cut to `n` rows.
+struct ChunkBuffers<'s> {
+    /// Residual stream, `[n, d_model]`.
+    hidden: &'s mut [f32],
+    /// Normalised residual, `[n, d_model]`.
+    normed: &'s mut [f32],
+    /// in_proj output.
+    xz: &'s mut [f32],
+    /// Conv output after SiLU.
+    xc: &'s mut [f32],
+    /// Mamba-1 x_proj output.
+    dbc: &'s mut [f32],
+    /// Mamba-1 dt_proj input.
+    dt_in: &'s mut [f32],
+    /// Step sizes after softplus.
+    dt: &'s mut [f32],
+    /// Scan output, `[n, d_inner]`.
+    y: &'s mut [f32],
+    /// out_proj output, `[n, d_model]`.
+    out: &'s mut [f32],
+}
+
+/// Runs one Mamba-1 (or Falcon-Mamba) layer over `n` tokens and adds its output to the
+/// residual stream.
+fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_state: &mut [f32], bufs: &mut ChunkBuffers<'_>) {
+    let ChunkBuffers { hidden, normed, xz, xc, dbc, dt_in, dt, y, out } = bufs;
+    let dbc_width = c.dt_rank + 2 * c.d_state;
+    let (conv_state, ssm_state) = layer_state.split_at_mut(c.d_inner * (c.d_conv - 1));
+
+    // Pre-norm and in_proj: each row of xz is [x (d_inner) | z (d_inner)].
+    rmsnorm_rows(hidden, layer.attn_norm, c.rms_eps, normed);
+    par_matmul(par, &layer.ssm_in, normed, xz);
+
+    // Causal conv over x and SiLU, split over positions, then the conv state.
+    let shape = ConvShape { d_inner: c.d_inner, d_conv: c.d_conv, x_stride: 2 * c.d_inner };
+    {
+        let (conv_state, xz) = (&*conv_state, &*xz);
+        let xc_out = DisjointMut::new(xc);
+        let par = par.for_work(n * c.d_inner * (c.d_conv + ACTIVATION_COST));
+        par.run(n, &|tokens| {
+            // SAFETY: `run` passes disjoint token ranges, so these rows are disjoint.
+            let out = unsafe { xc_out.slice(tokens.start * c.d_inner..tokens.end * c.d_inner) };
+            causal_conv1d_tokens(shape, conv_state, xz, layer.conv_weight, layer.conv_bias, tokens, out);
+            silu_slice(out);
+        });
+    }
+    causal_conv1d_advance(shape, conv_state, xz, n);
+
+    // x_proj gives each row [dt (dt_rank) | B (d_state) | C (d_state)].
+    par_matmul(par, &layer.ssm_x, xc, dbc);
+
+    // Falcon-Mamba normalises each of the three parts, without weights.
+    if c.dt_b_c_rms {
+        for row in dbc.chunks_exact_mut(dbc_width) {
+            let (dt_part, bc) = row.split_at_mut(c.dt_rank);
+            let (b, c_part) = bc.split_at_mut(c.d_state);
+            rms_normalize(dt_part, c.dt_b_c_rms_eps);
+            rms_normalize(b, c.dt_b_c_rms_eps);
+            rms_normalize(c_part, c.dt_b_c_rms_eps);
+        }
+    }
+
+    // dt_proj with bias, then softplus.
+    for (row, dst) in dbc.chunks_exact(dbc_width).zip(dt_in.chunks_exact_mut(c.dt_rank)) {
+        dst.copy_from_slice(&row[..c.dt_rank]);
+    }
+    par_matmul(par, &layer.dt_weight, dt_in, dt);
+    {
+        let dt_out = DisjointMut::new(dt);
+        let par = par.for_work(n * c.d_inner * ACTIVATION_COST);
+        par.run(c.d_inner, &|channels| {
+            let bias = &layer.dt_bias[channels.clone()];
+            for t in 0..n {
+                let at = t * c.d_inner;
+                // SAFETY: `run` passes disjoint channel ranges, so these windows of
+                // row t are disjoint.
+                let row = unsafe { dt_out.slice(at + channels.start..at + channels.end) };
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v = softplus(*v + b);
+                }
+            }
+        });
+    }
+
+    // Selective scan with skip connection and SiLU(z) gate, split over blocks of
+    // channels, each with its own rows of the SSM state.
+    let inputs = ScanInputs {
+        d_inner: c.d_inner,
+        d_state: c.d_state,
+        x: xc,
+        dt,
+        a: layer.a,
+        bc: dbc,
+        bc_stride: dbc_width,
+        b_offset: c.dt_rank,
+        c_offset: c.dt_rank + c.d_state,
+        d: layer.d,
+        z: &xz[c.d_inner..],
+        z_stride: 2 * c.d_inner,
+    };
+    {
+        let states = DisjointMut::new(ssm_state);
+        let y_out = DisjointMut::new(y);
+        // One state update is about one multiply-add once vectorised (an estimate).
+        let par = par.for_work(n * c.d_inner * c.d_state);
+        par.run(c.d_inner.div_ceil(SCAN_BLOCK), &|blocks| {
+            let channels = blocks.start * SCAN_BLOCK..(blocks.end * SCAN_BLOCK).min(c.d_inner);
+            // SAFETY: `run` passes disjoint block ranges, so the channel ranges, their
+            // state rows and their windows of each row of y are disjoint.
+            let state = unsafe { states.slice(channels.start * c.d_state..channels.end * c.d_state) };
+            let mut emit = |t: usize, c0: usize, values: &[f32]| {
+                let at = t * c.d_inner + c0;
+                // SAFETY: `c0..` lies inside this task's channel range, so the
+                // window is disjoint from every other task's, as above.
+                unsafe { y_out.slice(at..at + values.len()) }.copy_from_slice(values);
+            };
+            selective_scan_fast_channels(&inputs, n, channels, state, &mut emit);
+        });
+    }
+
+    // out_proj and residual.
+    par_matmul(par, &layer.ssm_out, y, out);
+    for (h, &o) in hidden.iter_mut().zip(out.iter()) {
+        *h += o;
     }
 }
 

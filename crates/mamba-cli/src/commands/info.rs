@@ -44,6 +44,20 @@ fn print_info(
         "d_model {}  n_layer {}  d_inner {}  d_state {}  dt_rank {}  d_conv {}  n_vocab {}  rms_eps {:e}",
         c.d_model, c.n_layer, c.d_inner, c.d_state, c.dt_rank, c.d_conv, c.n_vocab, c.rms_eps
     )?;
+    match c.arch {
+        mamba_core::Arch::Mamba2 => {
+            let limit = if c.dt_max.is_finite() || c.dt_min > 0.0 {
+                format!("  dt clamped to {}..={}", c.dt_min, c.dt_max)
+            } else {
+                String::new()
+            };
+            writeln!(out, "heads {} of {} channels  groups {}{limit}", c.n_head, c.head_dim, c.n_group)?;
+        }
+        mamba_core::Arch::Mamba if c.dt_b_c_rms => {
+            writeln!(out, "Falcon-Mamba: dt, B and C RMS-normalised with eps {:e}", c.dt_b_c_rms_eps)?;
+        }
+        mamba_core::Arch::Mamba => {}
+    }
     writeln!(
         out,
         "lm head: {}; state per session: {} bytes; weights: {} bytes",

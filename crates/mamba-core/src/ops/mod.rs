@@ -7,4 +7,5 @@ pub mod activation;
 pub mod conv1d;
 pub mod fast_math;
 pub mod norm;
+pub mod ssd;
 pub mod ssm_scan;
