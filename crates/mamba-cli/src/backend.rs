@@ -32,7 +32,7 @@ pub enum BackendModel {
     Cpu,
     /// The weights uploaded to a GPU.
     #[cfg(feature = "vulkan")]
-    Vulkan(mamba_vulkan::GpuModel),
+    Vulkan(std::sync::Arc<mamba_vulkan::GpuModel>),
 }
 
 impl BackendModel {
@@ -72,7 +72,7 @@ pub enum AnySession<'m> {
     Cpu(Session<'m, Vec<f32>>),
     /// A GPU session.
     #[cfg(feature = "vulkan")]
-    Vulkan(mamba_vulkan::GpuSession<'m>),
+    Vulkan(mamba_vulkan::GpuSession),
 }
 
 impl<'m> AnySession<'m> {

@@ -76,8 +76,8 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Uploads every weight of `model` to `gpu`.
-    pub fn new(gpu: Arc<Gpu>, model: &Model<'_>) -> Result<Self, VulkanError> {
+    /// Uploads every weight of `model` to `gpu`. Sessions share the result.
+    pub fn new(gpu: Arc<Gpu>, model: &Model<'_>) -> Result<Arc<Self>, VulkanError> {
         let config = model.config;
         // NOTE: Mamba-2 layers need their own shaders; only Mamba-1 is implemented.
         if config.arch != Arch::Mamba {
@@ -94,7 +94,7 @@ impl GpuModel {
         let output_norm = gpu.upload("output_norm.weight", model.output_norm)?;
         let layers = (0..config.n_layer).map(|i| upload_layer(&gpu, i, &model.layer(i))).collect::<Result<Vec<_>, _>>()?;
         let unused = gpu.device_buffer::<f32>("unused binding", 1)?;
-        Ok(Self { gpu, config, token_embd, output_norm, output, layers, unused })
+        Ok(Arc::new(Self { gpu, config, token_embd, output_norm, output, layers, unused }))
     }
 
     /// The model's hyperparameters.

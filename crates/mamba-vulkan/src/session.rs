@@ -26,8 +26,8 @@ enum Logits {
 /// head. A command buffer is recorded once per chunk length and logits mode and replayed
 /// afterwards, so decoding replays the same one-token buffer at every step; only the token
 /// ids are written before each submission.
-pub struct GpuSession<'m> {
-    model: &'m GpuModel,
+pub struct GpuSession {
+    model: Arc<GpuModel>,
     max_batch: usize,
     buffers: Buffers,
     recorded: HashMap<(usize, Logits), Arc<PrimaryAutoCommandBuffer>>,
@@ -59,15 +59,15 @@ struct Buffers {
     state: Subbuffer<[f32]>,
 }
 
-impl<'m> GpuSession<'m> {
+impl GpuSession {
     /// Creates a session with chunks of [`DEFAULT_MAX_BATCH`] prompt tokens.
-    pub fn new(model: &'m GpuModel) -> Result<Self, VulkanError> {
+    pub fn new(model: &Arc<GpuModel>) -> Result<Self, VulkanError> {
         Self::with_max_batch(model, DEFAULT_MAX_BATCH)
     }
 
     /// Creates a session with chunks of up to `max_batch` prompt tokens, clamped to
     /// `1..=MAX_BATCH_LIMIT` as on the CPU.
-    pub fn with_max_batch(model: &'m GpuModel, max_batch: usize) -> Result<Self, VulkanError> {
+    pub fn with_max_batch(model: &Arc<GpuModel>, max_batch: usize) -> Result<Self, VulkanError> {
         let max_batch = max_batch.clamp(1, MAX_BATCH_LIMIT);
         let c = model.config;
         let gpu = &model.gpu;
@@ -85,12 +85,12 @@ impl<'m> GpuSession<'m> {
             logits_host: gpu.host_buffer::<f32>(t * c.n_vocab)?,
             state: gpu.upload("state", &vec![0.0f32; c.state_len()])?,
         };
-        Ok(Self { model, max_batch, buffers, recorded: HashMap::new(), logits: vec![0.0; c.n_vocab], n_past: 0, has_logits: false })
+        Ok(Self { model: model.clone(), max_batch, buffers, recorded: HashMap::new(), logits: vec![0.0; c.n_vocab], n_past: 0, has_logits: false })
     }
 
     /// Returns the model this session runs.
-    pub fn model(&self) -> &'m GpuModel {
-        self.model
+    pub fn model(&self) -> &Arc<GpuModel> {
+        &self.model
     }
 
     /// Number of tokens processed since creation or the last reset.
@@ -156,14 +156,24 @@ impl<'m> GpuSession<'m> {
         self.model.gpu.read(&self.buffers.state, self.model.config.state_len())
     }
 
-    /// Saves the state, the position and the last logits in the layout of
-    /// [`mamba_core::Session::save_state`], so a CPU session can restore it.
-    pub fn save_state_to_vec(&self) -> Result<Vec<u8>, VulkanError> {
-        let c = &self.model.config;
+    /// Bytes that [`GpuSession::save_state`] writes for this model.
+    pub fn state_bytes_len(&self) -> usize {
+        session::state_bytes_len(&self.model.config)
+    }
+
+    /// Writes the state, the position and the last logits to `out` in the layout of
+    /// [`mamba_core::Session::save_state`], so a CPU session can restore it, and returns
+    /// the byte count.
+    pub fn save_state(&self, out: &mut [u8]) -> Result<usize, VulkanError> {
         let state = self.state()?;
         let saved = SavedState { n_past: self.n_past, has_logits: self.has_logits, state: &state, logits: &self.logits };
-        let mut out = vec![0u8; session::state_bytes_len(c)];
-        session::encode_state(c, &saved, &mut out)?;
+        Ok(session::encode_state(&self.model.config, &saved, out)?)
+    }
+
+    /// Saves the state into a new vector; see [`GpuSession::save_state`].
+    pub fn save_state_to_vec(&self) -> Result<Vec<u8>, VulkanError> {
+        let mut out = vec![0u8; self.state_bytes_len()];
+        self.save_state(&mut out)?;
         Ok(out)
     }
 
@@ -213,7 +223,7 @@ impl<'m> GpuSession<'m> {
 
     /// Records the forward pass of a chunk of `n` tokens.
     fn record(&self, n: usize, logits: Logits) -> Result<Arc<PrimaryAutoCommandBuffer>, VulkanError> {
-        let model = self.model;
+        let model = &*self.model;
         let c = model.config;
         let b = &self.buffers;
         let gpu = &model.gpu;

@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mamba_core::sampling::argmax;
 use mamba_core::{GgmlType, Model, Session};
@@ -45,14 +46,14 @@ fn cpu_logits(model: &Model<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
     rows
 }
 
-fn gpu_prefill_logits(model: &GpuModel, tokens: &[u32], max_batch: usize) -> Vec<Vec<f32>> {
+fn gpu_prefill_logits(model: &Arc<GpuModel>, tokens: &[u32], max_batch: usize) -> Vec<Vec<f32>> {
     let mut session = GpuSession::with_max_batch(model, max_batch).unwrap();
     let mut rows = Vec::new();
     session.prefill_all(tokens, |_, logits| rows.push(logits.to_vec())).unwrap();
     rows
 }
 
-fn gpu_step_logits(model: &GpuModel, tokens: &[u32]) -> Vec<Vec<f32>> {
+fn gpu_step_logits(model: &Arc<GpuModel>, tokens: &[u32]) -> Vec<Vec<f32>> {
     let mut session = GpuSession::new(model).unwrap();
     tokens.iter().map(|&t| session.step(t).unwrap().to_vec()).collect()
 }
