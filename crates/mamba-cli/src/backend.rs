@@ -5,7 +5,7 @@ use mamba_core::{Model, Session};
 
 use crate::error::CliError;
 
-/// Where the forward pass runs.
+/// The compute backend of the forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
     /// The CPU, on --threads threads.
@@ -67,12 +67,13 @@ pub const NO_VULKAN: &str =
     "this mamba-edge was built without the Vulkan backend; rebuild it with `cargo build --release -p mamba-cli --features vulkan`";
 
 /// A session on either backend, with the operations the commands use.
+#[allow(clippy::large_enum_variant, reason = "one per command run, created once")]
 pub enum AnySession<'m> {
     /// A CPU session.
     Cpu(Session<'m, Vec<f32>>),
     /// A GPU session.
     #[cfg(feature = "vulkan")]
-    Vulkan(mamba_vulkan::GpuSession),
+    Vulkan(Box<mamba_vulkan::GpuSession>),
 }
 
 impl<'m> AnySession<'m> {
@@ -85,7 +86,7 @@ impl<'m> AnySession<'m> {
                 Ok(Self::Cpu(session))
             }
             #[cfg(feature = "vulkan")]
-            BackendModel::Vulkan(gpu_model) => Ok(Self::Vulkan(mamba_vulkan::GpuSession::new(gpu_model).map_err(CliError::backend)?)),
+            BackendModel::Vulkan(gpu_model) => Ok(Self::Vulkan(Box::new(mamba_vulkan::GpuSession::new(gpu_model).map_err(CliError::backend)?))),
         }
     }
 

@@ -11,12 +11,13 @@ pub const MAMBA_BACKEND_CPU: u32 = 0;
 pub const MAMBA_BACKEND_VULKAN: u32 = 1;
 
 /// A session on one backend, with every operation the C API uses.
+#[allow(clippy::large_enum_variant, reason = "one per session handle, created once and never moved in a loop")]
 pub(crate) enum Engine {
     /// Borrows the model of the handle's `Arc<ModelInner>`.
     Cpu(Session<'static, Vec<f32>>),
     /// Holds an `Arc` of the weights the model handle uploaded to the device.
     #[cfg(feature = "vulkan")]
-    Vulkan(mamba_vulkan::GpuSession),
+    Vulkan(Box<mamba_vulkan::GpuSession>),
 }
 
 impl Engine {

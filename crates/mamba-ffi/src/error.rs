@@ -143,7 +143,7 @@ impl FfiError {
     /// `MAMBA_STATUS_BACKEND`.
     pub fn vulkan(function: &str, error: mamba_vulkan::VulkanError) -> Self {
         match error {
-            mamba_vulkan::VulkanError::Core(error) => Self::core(function, error),
+            mamba_vulkan::VulkanError::Core(error) => Self::core(function, *error),
             other => Self::new(MambaStatus::Backend, format!("{function}: {other}")),
         }
     }

@@ -37,7 +37,7 @@ pub struct MambaSessionParams {
     /// Prompt tokens per forward chunk in `mamba_session_eval`, 1 to 4096; 0 selects the
     /// default (64). Larger chunks use more scratch memory.
     pub max_batch: u32,
-    /// Where the forward pass runs: `MAMBA_BACKEND_CPU` (0) or `MAMBA_BACKEND_VULKAN` (1).
+    /// Compute backend: `MAMBA_BACKEND_CPU` (0) or `MAMBA_BACKEND_VULKAN` (1).
     /// Vulkan needs a library built with the `vulkan` feature; otherwise, and when no
     /// Vulkan device is found, `mamba_session_new` fails with `MAMBA_STATUS_BACKEND`.
     /// Saved states move between backends. `n_threads` applies to the CPU only.
@@ -325,7 +325,7 @@ fn vulkan_engine(function: &str, model: &ModelInner, device: i32, max_batch: usi
     };
     let gpu_model = model.gpu_model(function, device)?;
     let session = mamba_vulkan::GpuSession::with_max_batch(&gpu_model, max_batch).map_err(|e| FfiError::vulkan(function, e))?;
-    Ok(Engine::Vulkan(session))
+    Ok(Engine::Vulkan(Box::new(session)))
 }
 
 /// Fails: this library has no Vulkan backend.

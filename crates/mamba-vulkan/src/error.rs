@@ -43,14 +43,21 @@ pub enum VulkanError {
     /// A Vulkan call failed.
     #[error("Vulkan: {operation} failed: {message}")]
     Vulkan {
-        /// What was being done.
+        /// The operation that failed.
         operation: &'static str,
         /// The error vulkano reported.
         message: String,
     },
-    /// An input check or state decoding error of the engine.
+    /// An input check or state decoding error of the engine, boxed because engine errors
+    /// carry names inline.
     #[error(transparent)]
-    Core(#[from] mamba_core::Error),
+    Core(Box<mamba_core::Error>),
+}
+
+impl From<mamba_core::Error> for VulkanError {
+    fn from(error: mamba_core::Error) -> Self {
+        Self::Core(Box::new(error))
+    }
 }
 
 /// Converts a vulkano error into [`VulkanError::Vulkan`] with the operation it came from.

@@ -103,7 +103,7 @@ impl Gpu {
         }))
     }
 
-    /// The opened device.
+    /// Returns the description of the opened device.
     pub fn info(&self) -> &DeviceInfo {
         &self.info
     }

@@ -97,12 +97,12 @@ impl GpuModel {
         Ok(Arc::new(Self { gpu, config, token_embd, output_norm, output, layers, unused }))
     }
 
-    /// The model's hyperparameters.
+    /// Returns the model's hyperparameters.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// The device the weights live on.
+    /// Returns the device the weights live on.
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
     }

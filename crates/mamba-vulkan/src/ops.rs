@@ -20,7 +20,8 @@ use crate::record::{ConvParams, Epilogue, MatmulLayout, Recorder, ScanBuffers, S
 /// Panics when `x` is not whole rows of `w.cols`, `y` does not have `w.rows` values per
 /// row of `x`, or `bias` is shorter than `w.rows` with [`Epilogue::SoftplusBias`].
 pub fn matmul(gpu: &Gpu, w: &Matrix<'_>, x: &[f32], y: &[f32], epilogue: Epilogue, bias: &[f32]) -> Result<Vec<f32>, VulkanError> {
-    assert!(w.cols > 0 && x.len().is_multiple_of(w.cols), "x is not whole rows of {} columns", w.cols);
+    assert!(w.cols > 0, "w has no columns");
+    assert!(x.len().is_multiple_of(w.cols), "x is not whole rows of {} columns", w.cols);
     let n_tokens = x.len() / w.cols;
     assert_eq!(y.len(), n_tokens * w.rows, "y must have {} rows of {}", n_tokens, w.rows);
     assert!(epilogue != Epilogue::SoftplusBias || bias.len() >= w.rows, "bias must have {} values", w.rows);
@@ -60,7 +61,8 @@ pub fn embed(gpu: &Gpu, w: &Matrix<'_>, tokens: &[u32]) -> Result<Vec<f32>, Vulk
 /// # Panics
 /// Panics when `weight` is empty or `x` is not whole rows.
 pub fn rmsnorm(gpu: &Gpu, x: &[f32], weight: &[f32], eps: f32) -> Result<Vec<f32>, VulkanError> {
-    assert!(!weight.is_empty() && x.len().is_multiple_of(weight.len()), "x is not whole rows of {}", weight.len());
+    assert!(!weight.is_empty(), "weight is empty");
+    assert!(x.len().is_multiple_of(weight.len()), "x is not whole rows of {}", weight.len());
     let n_rows = (x.len() / weight.len()) as u32;
     let x_buffer = gpu.upload("x", x)?;
     let weight_buffer = gpu.upload("weight", weight)?;
@@ -115,9 +117,16 @@ pub fn conv(
 pub fn scan(gpu: &Gpu, inputs: &ScanInputs<'_>, n_tokens: usize, state: &[f32]) -> Result<(Vec<f32>, Vec<f32>), VulkanError> {
     let ScanInputs { d_inner, d_state, x, dt, a, bc, bc_stride, b_offset, c_offset, d, z, z_stride } = *inputs;
     assert_eq!(state.len(), d_inner * d_state, "state must be [d_inner, d_state]");
-    assert!(x.len() >= n_tokens * d_inner && dt.len() >= n_tokens * d_inner, "x or dt is too short");
+    assert!(x.len() >= n_tokens * d_inner, "x is shorter than [n_tokens, d_inner]");
+    assert!(dt.len() >= n_tokens * d_inner, "dt is shorter than [n_tokens, d_inner]");
     assert_eq!(a.len(), d_inner * d_state, "A must be [d_inner, d_state]");
     assert_eq!(d.len(), d_inner, "D must be [d_inner]");
+    assert!(b_offset + d_state <= bc_stride, "B does not fit in a bc row");
+    assert!(c_offset + d_state <= bc_stride, "C does not fit in a bc row");
+    if n_tokens > 0 {
+        assert!(bc.len() >= (n_tokens - 1) * bc_stride + c_offset.max(b_offset) + d_state, "bc is shorter than n_tokens rows");
+        assert!(z.len() >= (n_tokens - 1) * z_stride + d_inner, "z is shorter than n_tokens rows");
+    }
 
     let nonempty = |values: &[f32]| if values.is_empty() { vec![0.0] } else { values.to_vec() };
     let xc = gpu.upload("x", &nonempty(x))?;

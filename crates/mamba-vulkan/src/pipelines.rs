@@ -50,12 +50,12 @@ impl Pipelines {
         })
     }
 
-    /// The matmul pipeline for weights of `dtype`.
+    /// Returns the matmul pipeline for weights of `dtype`.
     pub fn matmul(&self, dtype: GgmlType) -> &Arc<ComputePipeline> {
         &self.matmul[format_index(dtype)]
     }
 
-    /// The embedding lookup pipeline for weights of `dtype`.
+    /// Returns the embedding lookup pipeline for weights of `dtype`.
     pub fn embed(&self, dtype: GgmlType) -> &Arc<ComputePipeline> {
         &self.embed[format_index(dtype)]
     }
@@ -74,7 +74,7 @@ fn format_index(dtype: GgmlType) -> usize {
 fn pipeline(device: &Arc<Device>, spv: &[u8]) -> Result<Arc<ComputePipeline>, VulkanError> {
     let words = vulkano::shader::spirv::bytes_to_words(spv).during("reading embedded SPIR-V")?;
     // SAFETY: the SPIR-V was compiled from this crate's shaders by glslc or naga at build
-    // time; vulkano parses it and checks the entry point and its interface below.
+    // time. vulkano parses it, and the code below checks its entry point and interface.
     let module = unsafe { ShaderModule::new(device.clone(), ShaderModuleCreateInfo::new(&words)) }
         .during("creating a shader module")?;
     let entry_point = module.entry_point("main").ok_or(VulkanError::Vulkan {

@@ -24,7 +24,7 @@ const MAX_GROUPS_X: u32 = 65535;
 /// Columns per weight tile (`TILE` in weights.glsl).
 const TILE: u32 = 32;
 
-/// What the matmul shader does with each sum.
+/// The operation the matmul shader applies to each sum before storing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Epilogue {
@@ -36,7 +36,7 @@ pub enum Epilogue {
     SoftplusBias = 2,
 }
 
-/// Where the matmul reads `x[t, c]` and writes `y[t, r]`, in elements.
+/// Element offsets and strides of the matmul's `x[t, c]` and `y[t, r]`, and its epilogue.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct MatmulLayout {
     pub n_tokens: u32,
@@ -237,9 +237,9 @@ impl<'g> Recorder<'g> {
             .push_constants(layout, 0, params)
             .during("setting push constants")?;
         // SAFETY: every shader bounds-checks its invocation ids against the sizes in the push
-        // constants, and the callers size each bound buffer for those sizes: the model and
-        // session buffers are allocated from the model's hyperparameters and max_batch, and
-        // `ops` allocates them from the inputs it was given.
+        // constants. The callers size each bound buffer for those sizes. GpuSession
+        // allocates its buffers from the model's hyperparameters and max_batch, and `ops`
+        // checks the lengths of the inputs it uploads.
         unsafe { self.builder.dispatch(groups) }.during("recording a dispatch")?;
         Ok(())
     }
