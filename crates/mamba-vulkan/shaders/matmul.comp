@@ -1,9 +1,11 @@
 // y[t, r] = sum_c W[r, c] * x[t, c] for up to TOKENS input rows per workgroup, with an
-// optional epilogue. One workgroup computes one weight row for TOKENS tokens: each
-// invocation takes every GROUP-th tile of the row, decodes it once and applies it to all
-// the tokens, then the workgroup adds the partial sums in shared memory.
+// optional epilogue. One workgroup computes ROWS weight rows for TOKENS tokens, with LANES
+// invocations per row. Each invocation takes every LANES-th tile of its row, decodes it once
+// and applies it to all the tokens, then the lanes of a row add their partial sums in
+// shared memory.
 //
-// Dispatch: [min(rows, MAX_GROUPS_X), ceil(n_tokens / TOKENS), ceil(rows / MAX_GROUPS_X)].
+// Dispatch: [min(row_groups, MAX_GROUPS_X), ceil(n_tokens / TOKENS),
+// ceil(row_groups / MAX_GROUPS_X)] with row_groups = ceil(rows / ROWS).
 
 layout(local_size_x = 64) in;
 
@@ -27,6 +29,8 @@ layout(push_constant) uniform Params {
 } p;
 
 const uint GROUP = 64u;
+const uint LANES = 8u;
+const uint ROWS = GROUP / LANES;
 const uint TOKENS = 4u;
 const uint MAX_GROUPS_X = 65535u;
 
@@ -39,18 +43,16 @@ float softplus(float v) {
 }
 
 void main() {
-    uint r = gl_WorkGroupID.x + gl_WorkGroupID.z * MAX_GROUPS_X;
-    // The whole workgroup shares r, so this return is uniform and skips no barrier.
-    if (r >= p.rows) {
-        return;
-    }
     uint lid = gl_LocalInvocationID.x;
+    uint lane = lid % LANES;
+    uint r = (gl_WorkGroupID.x + gl_WorkGroupID.z * MAX_GROUPS_X) * ROWS + lid / LANES;
     uint t0 = gl_WorkGroupID.y * TOKENS;
-    uint n_tiles = (p.cols + TILE - 1u) / TILE;
+    // Invocations past the last row compute nothing but still reach every barrier.
+    uint n_tiles = r < p.rows ? (p.cols + TILE - 1u) / TILE : 0u;
     uint row_byte = r * p.row_bytes;
 
     vec4 acc = vec4(0.0);
-    for (uint tile = lid; tile < n_tiles; tile += GROUP) {
+    for (uint tile = lane; tile < n_tiles; tile += LANES) {
         uint tile_byte = row_byte + tile * TILE_BYTES;
         float scale = tile_scale(tile_byte);
         uint c0 = tile * TILE;
@@ -70,16 +72,17 @@ void main() {
 
     partial[lid] = acc;
     barrier();
-    for (uint stride = GROUP / 2u; stride > 0u; stride >>= 1) {
-        if (lid < stride) {
+    for (uint stride = LANES / 2u; stride > 0u; stride >>= 1) {
+        if (lane < stride) {
             partial[lid] += partial[lid + stride];
         }
         barrier();
     }
 
-    if (lid < TOKENS && t0 + lid < p.n_tokens) {
-        float sum = partial[0][lid];
-        uint at = p.y_offset + (t0 + lid) * p.y_stride + r;
+    // Lane k of a row writes token t0 + k; TOKENS <= LANES.
+    if (r < p.rows && lane < TOKENS && t0 + lane < p.n_tokens) {
+        float sum = partial[lid - lane][lane];
+        uint at = p.y_offset + (t0 + lane) * p.y_stride + r;
         if (p.epilogue == 1u) {
             y[at] += sum;
         } else if (p.epilogue == 2u) {

@@ -19,6 +19,8 @@ use crate::model::GpuMatrix;
 const GROUP: u32 = 64;
 /// Input rows one matmul workgroup handles (`TOKENS` in matmul.comp).
 const MATMUL_TOKENS: u32 = 4;
+/// Weight rows one matmul workgroup handles (`ROWS` in matmul.comp).
+const MATMUL_ROWS: u32 = 8;
 /// Largest workgroup count of the first dispatch dimension that every device supports.
 const MAX_GROUPS_X: u32 = 65535;
 /// Columns per weight tile (`TILE` in weights.glsl).
@@ -148,10 +150,11 @@ impl<'g> Recorder<'g> {
             y_stride: layout.y_stride,
             epilogue: layout.epilogue as u32,
         };
+        let row_groups = w.rows.div_ceil(MATMUL_ROWS);
         let groups = [
-            w.rows.min(MAX_GROUPS_X),
+            row_groups.min(MAX_GROUPS_X),
             layout.n_tokens.div_ceil(MATMUL_TOKENS),
-            w.rows.div_ceil(MAX_GROUPS_X),
+            row_groups.div_ceil(MAX_GROUPS_X),
         ];
         let pipeline = self.gpu.pipelines.matmul(w.dtype);
         self.dispatch(pipeline, &[w.data.as_bytes(), x.as_bytes(), y.as_bytes(), bias.as_bytes()], params, groups)
