@@ -54,6 +54,10 @@ pub enum CliError {
     /// Generated token ids could not be turned into text.
     #[error("cannot decode generated tokens: {0}")]
     Decode(String),
+    /// The compute backend failed: no Vulkan driver or device, or a GPU error.
+    #[error("{0}")]
+    #[cfg_attr(not(feature = "vulkan"), allow(dead_code))]
+    Backend(String),
     /// A command-line value is invalid.
     #[error("{0}")]
     Usage(String),
@@ -66,6 +70,12 @@ impl From<mamba_core::Error> for CliError {
 }
 
 impl CliError {
+    /// Wraps an error of the Vulkan backend.
+    #[cfg(feature = "vulkan")]
+    pub fn backend(e: mamba_vulkan::VulkanError) -> Self {
+        Self::Backend(e.to_string())
+    }
+
     /// Wraps an engine error that concerns the model file at `path`.
     pub fn model(path: &std::path::Path, source: impl Into<mamba_core::Error>) -> Self {
         Self::Model { path: path.to_path_buf(), source: Box::new(source.into()) }

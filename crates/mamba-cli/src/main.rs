@@ -1,5 +1,7 @@
-//! `mamba-edge`: run Mamba language models from GGUF files on the CPU.
+//! `mamba-edge`: run Mamba language models from GGUF files on the CPU, or on a Vulkan GPU
+//! in a build with the `vulkan` feature.
 
+mod backend;
 mod commands;
 mod error;
 mod model_file;
@@ -36,6 +38,8 @@ enum Command {
     /// Compute perplexity and bits per byte over a text file, and optionally the KL
     /// divergence from a reference model.
     Perplexity(commands::perplexity::Args),
+    /// List the Vulkan devices that --device selects from (needs a build with --features vulkan).
+    Devices,
 }
 
 #[derive(clap::Args)]
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(args.model.as_deref()),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Perplexity(args) => commands::perplexity::run(&args),
+        Command::Devices => commands::devices::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -724,3 +724,40 @@ fn perplexity_rejects_bad_input() {
     mamba_edge(["perplexity", "-m", path_str(&model), "-f", path_str(&empty), "--kl-base", path_str(&other)])
         .error(&["333", "312"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// backends
+
+#[test]
+fn device_needs_vulkan_backend() {
+    mamba_edge(["generate", "x", "-n", "1", "--device", "0"]).error(&["--backend vulkan"]);
+}
+
+/// A build without the `vulkan` feature names the feature that adds the backend.
+#[cfg(not(feature = "vulkan"))]
+#[test]
+fn vulkan_backend_absent_without_feature() {
+    mamba_edge(["generate", "x", "-n", "1", "--backend", "vulkan"]).error(&["--features vulkan"]);
+    mamba_edge(["devices"]).error(&["--features vulkan"]);
+}
+
+/// A state saved by the GPU continues on the CPU with the same greedy tokens, and back.
+#[cfg(feature = "vulkan")]
+#[test]
+fn vulkan_state_continues_on_cpu() {
+    let dir = TempDir::new("vulkan-state");
+    let gpu_state = dir.join("gpu.mest");
+    let cpu_state = dir.join("cpu.mest");
+    let generate = |backend: &str, extra: &[&str]| {
+        let mut args = vec!["generate", "-n", "8", "--temp", "0", "--backend", backend];
+        args.extend_from_slice(extra);
+        mamba_edge(args).success()
+    };
+    let first_gpu = generate("vulkan", &["def f(x):", "--state-out", path_str(&gpu_state)]);
+    let first_cpu = generate("cpu", &["def f(x):", "--state-out", path_str(&cpu_state)]);
+    assert_eq!(first_gpu, first_cpu, "greedy text on the two backends");
+
+    let cpu_after_gpu = generate("cpu", &["--state-in", path_str(&gpu_state)]);
+    let gpu_after_cpu = generate("vulkan", &["--state-in", path_str(&cpu_state)]);
+    assert_eq!(cpu_after_gpu, gpu_after_cpu, "continuations of the saved states");
+}

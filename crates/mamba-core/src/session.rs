@@ -277,37 +277,14 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
 
     /// Bytes that [`Session::save_state`] writes for this model.
     pub fn state_bytes_len(&self) -> usize {
-        let c = &self.model.config;
-        STATE_HEADER_LEN + 4 * (c.state_len() + c.n_vocab)
+        state_bytes_len(&self.model.config)
     }
 
     /// Writes the state, the position and the last logits to `out` and returns the byte count.
-    ///
-    /// Layout (little-endian): a 64-byte header (magic `MEST`, format version, the model's
-    /// hyperparameters, `n_past`, a logits flag and an FNV-1a checksum of the body), then the
-    /// state values, then `n_vocab` logits.
+    /// See [`encode_state`] for the layout.
     pub fn save_state(&self, out: &mut [u8]) -> Result<usize, Error> {
-        let needed = self.state_bytes_len();
-        let found = out.len();
-        let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { buffer: "saved state", needed, found })?;
-        let (header, body) = out.split_at_mut(STATE_HEADER_LEN);
-
-        let values = self.state().iter().chain(self.logits_slice().iter());
-        for (dst, v) in body.chunks_exact_mut(4).zip(values) {
-            dst.copy_from_slice(&v.to_le_bytes());
-        }
-
-        header.fill(0);
-        header[0..4].copy_from_slice(&STATE_MAGIC);
-        header[4..8].copy_from_slice(&STATE_VERSION.to_le_bytes());
-        for (i, (_, value)) in self.header_fields().iter().enumerate() {
-            let at = 8 + 4 * i;
-            header[at..at + 4].copy_from_slice(&value.to_le_bytes());
-        }
-        header[40..48].copy_from_slice(&self.n_past.to_le_bytes());
-        header[48..52].copy_from_slice(&u32::from(self.has_logits).to_le_bytes());
-        header[56..64].copy_from_slice(&fnv1a64(body).to_le_bytes());
-        Ok(needed)
+        let saved = SavedState { n_past: self.n_past, has_logits: self.has_logits, state: self.state(), logits: self.logits_slice() };
+        encode_state(&self.model.config, &saved, out)
     }
 
     /// Saves the state into a new vector; see [`Session::save_state`].
@@ -319,77 +296,16 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         out
     }
 
-    /// Restores what [`Session::save_state`] wrote, after checking the magic, the version,
-    /// every hyperparameter, the length and the checksum. On error the session is unchanged.
+    /// Restores what [`Session::save_state`] wrote, after checking it as [`decode_state`]
+    /// does. On error the session is unchanged.
     pub fn load_state(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let read_u32 = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        if bytes.len() < STATE_HEADER_LEN {
-            if bytes.len() >= 4 && bytes[..4] != STATE_MAGIC {
-                return Err(StateError::BadMagic.into());
-            }
-            return Err(StateError::Length { expected: STATE_HEADER_LEN, found: bytes.len() }.into());
-        }
-        if bytes[..4] != STATE_MAGIC {
-            return Err(StateError::BadMagic.into());
-        }
-        let version = read_u32(4);
-        if version != STATE_VERSION {
-            return Err(StateError::UnsupportedVersion { found: version, supported: STATE_VERSION }.into());
-        }
-        for (i, (field, value)) in self.header_fields().iter().enumerate() {
-            let saved = read_u32(8 + 4 * i);
-            if saved != *value {
-                return Err(StateError::ModelMismatch { field, saved: saved.into(), model: (*value).into() }.into());
-            }
-        }
-        let expected = self.state_bytes_len();
-        if bytes.len() != expected {
-            return Err(StateError::Length { expected, found: bytes.len() }.into());
-        }
-        let body = &bytes[STATE_HEADER_LEN..];
-        let mut checksum = [0u8; 8];
-        checksum.copy_from_slice(&bytes[56..64]);
-        if u64::from_le_bytes(checksum) != fnv1a64(body) {
-            return Err(StateError::Checksum.into());
-        }
-
-        // Everything checked: copy the values in.
-        let mut n_past = [0u8; 8];
-        n_past.copy_from_slice(&bytes[40..48]);
-        let state_len = self.model.config.state_len();
+        let c = self.model.config;
         let logits_start = self.layout.logits;
-        let n_vocab = self.model.config.n_vocab;
-        let mut values = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        for (dst, v) in self.state.as_mut()[..state_len].iter_mut().zip(&mut values) {
-            *dst = v;
-        }
-        for (dst, v) in self.scratch.as_mut()[logits_start..logits_start + n_vocab].iter_mut().zip(&mut values) {
-            *dst = v;
-        }
-        self.n_past = u64::from_le_bytes(n_past);
-        self.has_logits = read_u32(48) != 0;
+        let (state, scratch) = (self.state.as_mut(), self.scratch.as_mut());
+        let header = decode_state(&c, bytes, &mut state[..c.state_len()], &mut scratch[logits_start..logits_start + c.n_vocab])?;
+        self.n_past = header.n_past;
+        self.has_logits = header.has_logits;
         Ok(())
-    }
-
-    /// Returns the hyperparameters recorded in a saved state, in header order.
-    fn header_fields(&self) -> [(&'static str, u32); 8] {
-        let c = &self.model.config;
-        // Every dimension is at most 2^24 (checked when the model loaded), so each fits in u32.
-        let architecture = match (c.arch, c.dt_b_c_rms) {
-            (Arch::Mamba, false) => 1,
-            (Arch::Mamba2, _) => 2,
-            (Arch::Mamba, true) => 3,
-        };
-        [
-            ("architecture", architecture),
-            ("n_layer", c.n_layer as u32),
-            ("d_model", c.d_model as u32),
-            ("d_inner", c.d_inner as u32),
-            ("d_state", c.d_state as u32),
-            ("d_conv", c.d_conv as u32),
-            ("dt_rank", c.dt_rank as u32),
-            ("n_vocab", c.n_vocab as u32),
-        ]
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), Error> {
@@ -621,6 +537,146 @@ fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_st
     for (h, &o) in hidden.iter_mut().zip(out.iter()) {
         *h += o;
     }
+}
+
+/// A session's state in memory, as [`encode_state`] writes it: the recurrent state of
+/// every layer, the position and the last logits.
+#[derive(Clone, Copy, Debug)]
+pub struct SavedState<'a> {
+    /// Tokens processed.
+    pub n_past: u64,
+    /// Whether `logits` are the logits after the last token.
+    pub has_logits: bool,
+    /// `config.state_len()` values: per layer, conv state `[conv_dim, d_conv - 1]` then SSM
+    /// state `[d_inner, d_state]`.
+    pub state: &'a [f32],
+    /// `config.n_vocab` values.
+    pub logits: &'a [f32],
+}
+
+/// The header fields of a saved state that [`decode_state`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedHeader {
+    /// Tokens processed.
+    pub n_past: u64,
+    /// Whether the saved logits are the logits after the last token.
+    pub has_logits: bool,
+}
+
+/// Bytes that [`encode_state`] writes for a model with hyperparameters `config`.
+pub const fn state_bytes_len(config: &Config) -> usize {
+    STATE_HEADER_LEN + 4 * (config.state_len() + config.n_vocab)
+}
+
+/// Writes `saved` to `out` and returns the byte count. Any backend that keeps the state in
+/// this value order can save and restore sessions of the CPU backend and vice versa.
+///
+/// Layout (little-endian): a 64-byte header (magic `MEST`, format version, the model's
+/// hyperparameters, `n_past`, a logits flag and an FNV-1a checksum of the body), then the
+/// state values, then `n_vocab` logits.
+///
+/// Fails when `out` is shorter than [`state_bytes_len`] or when `saved.state` or
+/// `saved.logits` do not have the lengths `config` gives.
+pub fn encode_state(config: &Config, saved: &SavedState<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    let needed = state_bytes_len(config);
+    let found = out.len();
+    let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { buffer: "saved state", needed, found })?;
+    if saved.state.len() != config.state_len() {
+        return Err(StateError::Length { expected: config.state_len(), found: saved.state.len() }.into());
+    }
+    if saved.logits.len() != config.n_vocab {
+        return Err(StateError::Length { expected: config.n_vocab, found: saved.logits.len() }.into());
+    }
+    let (header, body) = out.split_at_mut(STATE_HEADER_LEN);
+
+    let values = saved.state.iter().chain(saved.logits.iter());
+    for (dst, v) in body.chunks_exact_mut(4).zip(values) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+
+    header.fill(0);
+    header[0..4].copy_from_slice(&STATE_MAGIC);
+    header[4..8].copy_from_slice(&STATE_VERSION.to_le_bytes());
+    for (i, (_, value)) in header_fields(config).iter().enumerate() {
+        let at = 8 + 4 * i;
+        header[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+    header[40..48].copy_from_slice(&saved.n_past.to_le_bytes());
+    header[48..52].copy_from_slice(&u32::from(saved.has_logits).to_le_bytes());
+    header[56..64].copy_from_slice(&fnv1a64(body).to_le_bytes());
+    Ok(needed)
+}
+
+/// Checks what [`encode_state`] wrote (magic, version, every hyperparameter, length and
+/// checksum), then copies the state values into `state` and the logits into `logits` and
+/// returns the header. On error neither slice is changed.
+///
+/// # Panics
+/// Panics when `state` is shorter than `config.state_len()` or `logits` than
+/// `config.n_vocab`.
+pub fn decode_state(config: &Config, bytes: &[u8], state: &mut [f32], logits: &mut [f32]) -> Result<SavedHeader, Error> {
+    let read_u32 = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    if bytes.len() < STATE_HEADER_LEN {
+        if bytes.len() >= 4 && bytes[..4] != STATE_MAGIC {
+            return Err(StateError::BadMagic.into());
+        }
+        return Err(StateError::Length { expected: STATE_HEADER_LEN, found: bytes.len() }.into());
+    }
+    if bytes[..4] != STATE_MAGIC {
+        return Err(StateError::BadMagic.into());
+    }
+    let version = read_u32(4);
+    if version != STATE_VERSION {
+        return Err(StateError::UnsupportedVersion { found: version, supported: STATE_VERSION }.into());
+    }
+    for (i, (field, value)) in header_fields(config).iter().enumerate() {
+        let saved = read_u32(8 + 4 * i);
+        if saved != *value {
+            return Err(StateError::ModelMismatch { field, saved: saved.into(), model: (*value).into() }.into());
+        }
+    }
+    let expected = state_bytes_len(config);
+    if bytes.len() != expected {
+        return Err(StateError::Length { expected, found: bytes.len() }.into());
+    }
+    let body = &bytes[STATE_HEADER_LEN..];
+    let mut checksum = [0u8; 8];
+    checksum.copy_from_slice(&bytes[56..64]);
+    if u64::from_le_bytes(checksum) != fnv1a64(body) {
+        return Err(StateError::Checksum.into());
+    }
+
+    // Everything checked: copy the values in.
+    let mut n_past = [0u8; 8];
+    n_past.copy_from_slice(&bytes[40..48]);
+    let mut values = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    for (dst, v) in state[..config.state_len()].iter_mut().zip(&mut values) {
+        *dst = v;
+    }
+    for (dst, v) in logits[..config.n_vocab].iter_mut().zip(&mut values) {
+        *dst = v;
+    }
+    Ok(SavedHeader { n_past: u64::from_le_bytes(n_past), has_logits: read_u32(48) != 0 })
+}
+
+/// Returns the hyperparameters recorded in a saved state, in header order.
+fn header_fields(c: &Config) -> [(&'static str, u32); 8] {
+    // Every dimension is at most 2^24 (checked when the model loaded), so each fits in u32.
+    let architecture = match (c.arch, c.dt_b_c_rms) {
+        (Arch::Mamba, false) => 1,
+        (Arch::Mamba2, _) => 2,
+        (Arch::Mamba, true) => 3,
+    };
+    [
+        ("architecture", architecture),
+        ("n_layer", c.n_layer as u32),
+        ("d_model", c.d_model as u32),
+        ("d_inner", c.d_inner as u32),
+        ("d_state", c.d_state as u32),
+        ("d_conv", c.d_conv as u32),
+        ("dt_rank", c.dt_rank as u32),
+        ("n_vocab", c.n_vocab as u32),
+    ]
 }
 
 /// Default smallest step, in multiply-adds or an estimated equivalent, that is split across

@@ -12,7 +12,18 @@
  * Version of the C API. It changes when a function, struct or status changes
  * incompatibly; additions keep it.
  */
-#define MAMBA_API_VERSION 1
+#define MAMBA_API_VERSION 2
+
+/**
+ * `MambaSessionParams::backend` value for the CPU.
+ */
+#define MAMBA_BACKEND_CPU 0
+
+/**
+ * `MambaSessionParams::backend` value for a Vulkan GPU; needs a library built with the
+ * `vulkan` feature.
+ */
+#define MAMBA_BACKEND_VULKAN 1
 
 /**
  * Result of every call. `MAMBA_STATUS_OK` is zero; any other value is an error, and
@@ -85,6 +96,11 @@ enum mamba_status
    * that panicked must be reset before further use.
    */
   MAMBA_STATUS_PANIC = 13,
+  /**
+   * The requested compute backend is not available: a library built without it, no
+   * Vulkan driver or device, a device index that does not exist, or a GPU error.
+   */
+  MAMBA_STATUS_BACKEND = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -180,6 +196,19 @@ typedef struct mamba_session_params {
    * default (64). Larger chunks use more scratch memory.
    */
   uint32_t max_batch;
+  /**
+   * Where the forward pass runs: `MAMBA_BACKEND_CPU` (0) or `MAMBA_BACKEND_VULKAN` (1).
+   * Vulkan needs a library built with the `vulkan` feature; otherwise, and when no
+   * Vulkan device is found, `mamba_session_new` fails with `MAMBA_STATUS_BACKEND`.
+   * Saved states move between backends. `n_threads` applies to the CPU only.
+   */
+  uint32_t backend;
+  /**
+   * Vulkan device index, in the order `mamba-edge devices` lists them; -1 picks the
+   * first discrete GPU, else the first integrated, virtual or CPU device. Sessions of
+   * one model on one device share the weights uploaded for the first of them.
+   */
+  int32_t device;
 } mamba_session_params;
 
 /**
@@ -385,7 +414,7 @@ mamba_status mamba_model_detokenize(const struct mamba_model *model,
 
 /**
  * Returns the default session options: `n_threads` 0 (library's choice), `max_batch` 0
- * (64 tokens).
+ * (64 tokens), the CPU backend, device -1 (the preferred Vulkan device).
  */
 struct mamba_session_params mamba_session_default_params(void);
 
@@ -402,7 +431,9 @@ struct mamba_sampler_params mamba_sampler_default_params(void);
  * the model handle may be freed first. On success `*out_session` receives a new handle,
  * to be released with `mamba_session_free`.
  *
- * Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096, `n_threads` above 1024).
+ * Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096, `n_threads` above 1024,
+ * an unknown `backend`, `device` below -1), `MAMBA_STATUS_BACKEND` (Vulkan requested but
+ * not built in, no Vulkan driver or device, or a GPU error).
  *
  * # Safety
  * `model` must be NULL or a live model handle; `params` NULL or readable; `out_session`

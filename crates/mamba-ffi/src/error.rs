@@ -47,11 +47,14 @@ pub enum MambaStatus {
     /// The library panicked (a bug). The call had no effect on the model, but a session
     /// that panicked must be reset before further use.
     Panic = 13,
+    /// The requested compute backend is not available: a library built without it, no
+    /// Vulkan driver or device, a device index that does not exist, or a GPU error.
+    Backend = 14,
 }
 
 impl MambaStatus {
     /// Every status, in numeric order.
-    pub(crate) const ALL: [Self; 14] = [
+    pub(crate) const ALL: [Self; 15] = [
         Self::Ok,
         Self::InvalidArgument,
         Self::NullPointer,
@@ -66,6 +69,7 @@ impl MambaStatus {
         Self::StateInvalid,
         Self::Busy,
         Self::Panic,
+        Self::Backend,
     ];
 
     /// The C name of the status, NUL-terminated.
@@ -85,6 +89,7 @@ impl MambaStatus {
             Self::StateInvalid => b"MAMBA_STATUS_STATE_INVALID\0",
             Self::Busy => b"MAMBA_STATUS_BUSY\0",
             Self::Panic => b"MAMBA_STATUS_PANIC\0",
+            Self::Backend => b"MAMBA_STATUS_BACKEND\0",
         }
     }
 }
@@ -129,6 +134,18 @@ impl FfiError {
             Error::State(_) => MambaStatus::StateInvalid,
         };
         Self::new(status, format!("{function}: {error}"))
+    }
+}
+
+#[cfg(feature = "vulkan")]
+impl FfiError {
+    /// Maps a Vulkan backend error: engine errors keep their status, the rest are
+    /// `MAMBA_STATUS_BACKEND`.
+    pub fn vulkan(function: &str, error: mamba_vulkan::VulkanError) -> Self {
+        match error {
+            mamba_vulkan::VulkanError::Core(error) => Self::core(function, *error),
+            other => Self::new(MambaStatus::Backend, format!("{function}: {other}")),
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 
 use std::ffi::c_char;
 
+mod engine;
 mod error;
 mod handle;
 mod model;
@@ -25,6 +26,7 @@ mod session;
 mod stream;
 mod tokenizer;
 
+pub use engine::{MAMBA_BACKEND_CPU, MAMBA_BACKEND_VULKAN};
 pub use error::MambaStatus;
 pub use model::{
     MambaModel, MambaModelInfo, mamba_model_detokenize, mamba_model_free, mamba_model_get_info,
@@ -40,7 +42,7 @@ pub use session::{
 
 /// Version of the C API. It changes when a function, struct or status changes
 /// incompatibly; additions keep it.
-pub const MAMBA_API_VERSION: u32 = 1;
+pub const MAMBA_API_VERSION: u32 = 2;
 
 /// Returns `MAMBA_API_VERSION` of the library, to compare with the header's at run time.
 #[unsafe(no_mangle)]

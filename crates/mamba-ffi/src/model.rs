@@ -96,6 +96,10 @@ pub(crate) struct ModelInner {
     tokenizer: Result<Tokenizer, String>,
     /// BOS and EOS ids declared in the file.
     special: SpecialTokens,
+    /// Weights uploaded to Vulkan devices, by requested device index, shared by the
+    /// sessions of this model.
+    #[cfg(feature = "vulkan")]
+    gpu_models: std::sync::Mutex<Vec<(Option<usize>, Arc<mamba_vulkan::GpuModel>)>>,
     /// The file's bytes, dropped last.
     #[expect(dead_code, reason = "only owns the bytes that `model` borrows")]
     storage: Storage,
@@ -113,7 +117,14 @@ impl ModelInner {
         let model = Model::from_bytes(bytes).map_err(|e| FfiError::core(function, e))?;
         let tokenizer = tokenizer::from_gguf(&model.gguf);
         let special = SpecialTokens::from_gguf(&model.gguf);
-        Ok(Self { model, tokenizer, special, storage })
+        Ok(Self {
+            model,
+            tokenizer,
+            special,
+            #[cfg(feature = "vulkan")]
+            gpu_models: std::sync::Mutex::default(),
+            storage,
+        })
     }
 
     /// The model with the lifetime of its storage erased, for sessions that keep an `Arc`
@@ -125,6 +136,21 @@ impl ModelInner {
     pub unsafe fn model_static(&self) -> &'static Model<'static> {
         // SAFETY: the caller keeps `self` alive, with its storage, while the reference is used.
         unsafe { &*(&self.model as *const Model<'static>) }
+    }
+
+    /// Returns the weights uploaded to Vulkan device `device` (`None`: the preferred one),
+    /// uploading them on the first request.
+    #[cfg(feature = "vulkan")]
+    pub fn gpu_model(&self, function: &str, device: Option<usize>) -> FfiResult<Arc<mamba_vulkan::GpuModel>> {
+        // A panic while uploading leaves the list as it was, so a poisoned lock is still usable.
+        let mut uploaded = self.gpu_models.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, gpu_model)) = uploaded.iter().find(|(index, _)| *index == device) {
+            return Ok(gpu_model.clone());
+        }
+        let gpu = mamba_vulkan::Gpu::new(device).map_err(|e| FfiError::vulkan(function, e))?;
+        let gpu_model = mamba_vulkan::GpuModel::new(gpu, &self.model).map_err(|e| FfiError::vulkan(function, e))?;
+        uploaded.push((device, gpu_model.clone()));
+        Ok(gpu_model)
     }
 
     /// Returns the tokenizer, or a `MAMBA_STATUS_TOKENIZER` error that explains why there is none.

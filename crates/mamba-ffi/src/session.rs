@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use mamba_core::session::DEFAULT_MAX_BATCH;
 use mamba_core::{Sampler, SamplerParams, Session};
 
+use crate::engine::{Engine, MAMBA_BACKEND_CPU, MAMBA_BACKEND_VULKAN};
 use crate::error::{FfiError, FfiResult, MambaStatus, guard};
 use crate::handle::{Handle, check_out, free_handle, handle_ref, input_slice, output_slice, write_out};
 use crate::model::{MambaModel, ModelInner, write_c_text};
@@ -36,6 +37,15 @@ pub struct MambaSessionParams {
     /// Prompt tokens per forward chunk in `mamba_session_eval`, 1 to 4096; 0 selects the
     /// default (64). Larger chunks use more scratch memory.
     pub max_batch: u32,
+    /// Compute backend: `MAMBA_BACKEND_CPU` (0) or `MAMBA_BACKEND_VULKAN` (1).
+    /// Vulkan needs a library built with the `vulkan` feature; otherwise, and when no
+    /// Vulkan device is found, `mamba_session_new` fails with `MAMBA_STATUS_BACKEND`.
+    /// Saved states move between backends. `n_threads` applies to the CPU only.
+    pub backend: u32,
+    /// Vulkan device index, in the order `mamba-edge devices` lists them; -1 picks the
+    /// first discrete GPU, else the first integrated, virtual or CPU device. Sessions of
+    /// one model on one device share the weights uploaded for the first of them.
+    pub device: i32,
 }
 
 /// Sampling settings. Start from
@@ -102,8 +112,9 @@ pub type MambaTokenCallback =
 
 /// The mutable part of a session, behind the handle's mutex.
 struct SessionState {
-    /// The engine session. Borrows the model of the handle's `Arc<ModelInner>`.
-    session: Session<'static, Vec<f32>>,
+    /// The engine session. A CPU session borrows the model of the handle's
+    /// `Arc<ModelInner>`.
+    session: Engine,
     /// The sampler of the last sample or generate call; its RNG continues across calls
     /// with the same settings.
     sampler: Option<Sampler>,
@@ -133,11 +144,12 @@ impl SessionState {
         Ok(sampler.sample(logits, history))
     }
 
-    fn clear(&mut self) {
-        self.session.reset();
+    fn clear(&mut self, function: &str) -> FfiResult {
+        self.session.reset(function)?;
         self.sampler = None;
         self.history.clear();
         self.stream.clear();
+        Ok(())
     }
 }
 
@@ -198,10 +210,10 @@ unsafe fn session_ref<'a>(function: &str, session: *const MambaSession) -> FfiRe
 }
 
 /// Returns the default session options: `n_threads` 0 (library's choice), `max_batch` 0
-/// (64 tokens).
+/// (64 tokens), the CPU backend, device -1 (the preferred Vulkan device).
 #[unsafe(no_mangle)]
 pub extern "C" fn mamba_session_default_params() -> MambaSessionParams {
-    MambaSessionParams { n_threads: 0, max_batch: 0 }
+    MambaSessionParams { n_threads: 0, max_batch: 0, backend: MAMBA_BACKEND_CPU, device: -1 }
 }
 
 /// Returns the default sampling settings, those of llama.cpp's command line: temperature
@@ -226,7 +238,9 @@ pub extern "C" fn mamba_sampler_default_params() -> MambaSamplerParams {
 /// the model handle may be freed first. On success `*out_session` receives a new handle,
 /// to be released with `mamba_session_free`.
 ///
-/// Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096, `n_threads` above 1024).
+/// Errors: `MAMBA_STATUS_INVALID_ARGUMENT` (`max_batch` above 4096, `n_threads` above 1024,
+/// an unknown `backend`, `device` below -1), `MAMBA_STATUS_BACKEND` (Vulkan requested but
+/// not built in, no Vulkan driver or device, or a GPU error).
 ///
 /// # Safety
 /// `model` must be NULL or a live model handle; `params` NULL or readable; `out_session`
@@ -267,11 +281,22 @@ pub unsafe extern "C" fn mamba_session_new(
             n => n as usize,
         };
 
-        // SAFETY: the new handle stores `model` (an Arc of this ModelInner) and drops it
-        // after the session, which is the only user of the reference.
-        let engine_model = unsafe { model.model_static() };
-        let mut session = Session::with_max_batch(engine_model, max_batch);
-        session.set_threads(threads);
+        let session = match params.backend {
+            MAMBA_BACKEND_CPU => {
+                // SAFETY: the new handle stores `model` (an Arc of this ModelInner) and drops
+                // it after the session, which is the only user of the reference.
+                let engine_model = unsafe { model.model_static() };
+                let mut session = Session::with_max_batch(engine_model, max_batch);
+                session.set_threads(threads);
+                Engine::Cpu(session)
+            }
+            MAMBA_BACKEND_VULKAN => vulkan_engine(FUNCTION, &model, params.device, max_batch)?,
+            other => {
+                return Err(FfiError::invalid(format!(
+                    "{FUNCTION}: backend = {other} is invalid; use MAMBA_BACKEND_CPU (0) or MAMBA_BACKEND_VULKAN (1)"
+                )));
+            }
+        };
         let state = SessionState {
             session,
             sampler: None,
@@ -283,6 +308,33 @@ pub unsafe extern "C" fn mamba_session_new(
         // SAFETY: checked non-NULL and aligned above; the caller guarantees it is writable.
         unsafe { write_out(FUNCTION, "out_session", out_session, raw) }
     })
+}
+
+/// Creates a session on a Vulkan device, uploading the model's weights to it unless an
+/// earlier session of the same model did.
+#[cfg(feature = "vulkan")]
+fn vulkan_engine(function: &str, model: &ModelInner, device: i32, max_batch: usize) -> FfiResult<Engine> {
+    let device = match device {
+        -1 => None,
+        index if index >= 0 => Some(index as usize),
+        other => {
+            return Err(FfiError::invalid(format!(
+                "{function}: device = {other} is invalid; use a device index from 0, or -1 for the preferred device"
+            )));
+        }
+    };
+    let gpu_model = model.gpu_model(function, device)?;
+    let session = mamba_vulkan::GpuSession::with_max_batch(&gpu_model, max_batch).map_err(|e| FfiError::vulkan(function, e))?;
+    Ok(Engine::Vulkan(Box::new(session)))
+}
+
+/// Fails: this library has no Vulkan backend.
+#[cfg(not(feature = "vulkan"))]
+fn vulkan_engine(function: &str, _model: &ModelInner, _device: i32, _max_batch: usize) -> FfiResult<Engine> {
+    Err(FfiError::new(
+        MambaStatus::Backend,
+        format!("{function}: this library was built without the Vulkan backend; rebuild mamba-ffi with `--features vulkan`"),
+    ))
 }
 
 /// Releases a session. NULL is accepted and does nothing. A freed handle must not be used
@@ -345,7 +397,7 @@ pub unsafe extern "C" fn mamba_session_eval(session: *mut MambaSession, tokens: 
         // SAFETY: the caller guarantees `n_tokens` ids at `tokens`.
         let tokens = unsafe { input_slice(FUNCTION, "tokens", tokens, n_tokens)? };
         let mut state = session.lock(FUNCTION)?;
-        state.session.prefill(tokens).map_err(|e| FfiError::core(FUNCTION, e))?;
+        state.session.prefill(FUNCTION, tokens)?;
         state.remember(tokens);
         Ok(())
     })
@@ -491,7 +543,7 @@ pub unsafe extern "C" fn mamba_session_generate(
                 })?;
                 piece.extend_from_slice(text.as_bytes());
             }
-            state.session.step(token).map_err(|e| FfiError::core(FUNCTION, e))?;
+            state.session.step(FUNCTION, token)?;
             state.remember(&[token]);
             report(n + 1)?;
 
@@ -610,7 +662,7 @@ pub unsafe extern "C" fn mamba_session_reset(session: *mut MambaSession) -> Mamb
             }
             Err(TryLockError::WouldBlock) => return session.lock(FUNCTION).map(drop),
         };
-        state.clear();
+        state.clear(FUNCTION)?;
         Ok(())
     })
 }
@@ -684,7 +736,7 @@ pub unsafe extern "C" fn mamba_session_save_state(
         }
         // SAFETY: the caller guarantees `capacity` writable bytes at `buffer`.
         let out = unsafe { output_slice(FUNCTION, "buffer", buffer, capacity)? };
-        state.session.save_state(out).map_err(|e| FfiError::core(FUNCTION, e))?;
+        state.session.save_state(FUNCTION, out)?;
         Ok(())
     })
 }
@@ -712,7 +764,7 @@ pub unsafe extern "C" fn mamba_session_load_state(session: *mut MambaSession, bu
         // SAFETY: the caller guarantees `len` readable bytes at `buffer`.
         let bytes = unsafe { input_slice(FUNCTION, "buffer", buffer, len)? };
         let mut state = session.lock(FUNCTION)?;
-        state.session.load_state(bytes).map_err(|e| FfiError::core(FUNCTION, e))?;
+        state.session.load_state(FUNCTION, bytes)?;
         state.sampler = None;
         state.history.clear();
         state.stream.clear();

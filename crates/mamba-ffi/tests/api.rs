@@ -697,7 +697,7 @@ fn reset_clears_session() {
 #[test]
 fn session_params_stored() {
     let model = Model::load(&tiny_path());
-    let params = MambaSessionParams { n_threads: 3, max_batch: 2 };
+    let params = MambaSessionParams { n_threads: 3, max_batch: 2, ..mamba_session_default_params() };
     let session = Session::new(model.0, &params);
     let mut stored = mamba_session_default_params();
     // SAFETY: a live handle and a writable output.
@@ -712,18 +712,67 @@ fn session_params_stored() {
     let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(max_diff < 1e-4, "chunked prefill differs by {max_diff}");
 
-    let too_big = MambaSessionParams { n_threads: 1, max_batch: 5000 };
+    let too_big = MambaSessionParams { n_threads: 1, max_batch: 5000, ..mamba_session_default_params() };
     let mut raw = ptr::null_mut();
     // SAFETY: a live model handle, readable params and a writable output.
     let status = unsafe { mamba_session_new(model.0, &too_big, &mut raw) };
     assert_eq!(status, MambaStatus::InvalidArgument);
     assert!(last_error().contains("max_batch = 5000"), "{}", last_error());
 
-    let too_many = MambaSessionParams { n_threads: 5000, max_batch: 0 };
+    let too_many = MambaSessionParams { n_threads: 5000, max_batch: 0, ..mamba_session_default_params() };
     // SAFETY: a live model handle, readable params and a writable output.
     let status = unsafe { mamba_session_new(model.0, &too_many, &mut raw) };
     assert_eq!(status, MambaStatus::InvalidArgument);
     assert!(last_error().contains("n_threads = 5000"), "{}", last_error());
+
+    let unknown_backend = MambaSessionParams { backend: 7, ..mamba_session_default_params() };
+    // SAFETY: a live model handle, readable params and a writable output.
+    let status = unsafe { mamba_session_new(model.0, &unknown_backend, &mut raw) };
+    assert_eq!(status, MambaStatus::InvalidArgument);
+    assert!(last_error().contains("backend = 7"), "{}", last_error());
+}
+
+/// A library without the `vulkan` feature rejects the Vulkan backend with its own status.
+#[cfg(not(feature = "vulkan"))]
+#[test]
+fn vulkan_backend_absent_without_feature() {
+    let model = Model::load(&tiny_path());
+    let params = MambaSessionParams { backend: MAMBA_BACKEND_VULKAN, ..mamba_session_default_params() };
+    let mut raw = ptr::null_mut();
+    // SAFETY: a live model handle, readable params and a writable output.
+    let status = unsafe { mamba_session_new(model.0, &params, &mut raw) };
+    assert_eq!(status, MambaStatus::Backend);
+    assert!(raw.is_null());
+    assert!(last_error().contains("--features vulkan"), "{}", last_error());
+}
+
+/// A Vulkan session gives the CPU's logits, and its saved state continues on the CPU.
+#[cfg(feature = "vulkan")]
+#[test]
+fn vulkan_session_matches_cpu() {
+    let model = Model::load(&tiny_path());
+    let params = MambaSessionParams { backend: MAMBA_BACKEND_VULKAN, ..mamba_session_default_params() };
+    let gpu = Session::new(model.0, &params);
+    let cpu = model.session();
+    let tokens = [10, 20, 30, 40, 50];
+    assert_eq!(gpu.eval(&tokens), MambaStatus::Ok);
+    assert_eq!(cpu.eval(&tokens), MambaStatus::Ok);
+    let (a, b) = (gpu.logits().unwrap(), cpu.logits().unwrap());
+    let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "GPU logits differ from the CPU's by {max_diff}");
+
+    let mut size = 0usize;
+    // SAFETY: a live handle and a writable output.
+    assert_eq!(unsafe { mamba_session_state_size(gpu.0, &mut size) }, MambaStatus::Ok);
+    let mut saved = vec![0u8; size];
+    let mut written = 0usize;
+    // SAFETY: a live handle, a buffer of `size` bytes and a writable output.
+    assert_eq!(unsafe { mamba_session_save_state(gpu.0, saved.as_mut_ptr(), saved.len(), &mut written) }, MambaStatus::Ok);
+    let restored = model.session();
+    // SAFETY: a live handle and `written` readable bytes.
+    assert_eq!(unsafe { mamba_session_load_state(restored.0, saved.as_ptr(), written) }, MambaStatus::Ok);
+    assert_eq!(restored.n_past(), 5);
+    assert_eq!(restored.logits().unwrap(), a, "logits restored on the CPU");
 }
 
 #[test]

@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mamba_core::{Sampler, SamplerParams, Session};
+use mamba_core::{Sampler, SamplerParams};
 
+use crate::backend::{AnySession, BackendArgs, BackendModel};
 use crate::error::CliError;
 use crate::model_file::ModelFile;
 use crate::stream::TextStream;
@@ -53,6 +54,8 @@ pub struct Args {
     /// Save the session state here after the prompt and every generated token are processed.
     #[arg(long)]
     pub state_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Runs the prompt, then samples and prints tokens until EOS or `-n`.
@@ -61,8 +64,8 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let file = ModelFile::open_or_default(args.model.as_deref())?;
     let model = file.model()?;
     let tokenizer = ModelTokenizer::from_gguf(&model.gguf, file.path())?;
-    let mut session = Session::new(&model);
-    session.set_threads(args.threads);
+    let backend = BackendModel::new(&model, &args.backend)?;
+    let mut session = AnySession::new(&model, &backend, args.threads)?;
 
     // Restore a saved state first: the prompt then continues it.
     if let Some(path) = &args.state_in {
@@ -128,7 +131,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     write_flush(&mut stdout, &format!("{rest}\n"))?;
 
     if let Some(path) = &args.state_out {
-        write_state(path, &session.save_state_to_vec())?;
+        write_state(path, &session.save_state_to_vec()?)?;
     }
 
     eprintln!(

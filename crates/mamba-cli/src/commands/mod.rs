@@ -1,6 +1,7 @@
 //! One module per `mamba-edge` subcommand.
 
 pub mod bench;
+pub mod devices;
 pub mod generate;
 pub mod info;
 pub mod logits;
