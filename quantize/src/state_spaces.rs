@@ -486,6 +486,17 @@ mod tests {
     }
 
     #[test]
+    fn mamba2_default_headdim_must_divide() {
+        let message = parse(
+            r#"{"d_model": 40, "n_layer": 1, "vocab_size": 8, "ssm_cfg": {"layer": "Mamba2"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("ssm_cfg.headdim is 64"), "{message}");
+        assert!(message.contains("expand * d_model = 80"), "{message}");
+    }
+
+    #[test]
     fn mamba2_unsupported_option_says_what_converts() {
         let message = parse(
             r#"{"d_model": 64, "n_layer": 1, "vocab_size": 8,

@@ -89,8 +89,8 @@ pub(super) fn read_params(
         return Err(invalid(
             path,
             "ssm_cfg.headdim",
-            &ssm_cfg["headdim"],
-            &format!("a divisor of expand * d_model = {d_inner}"),
+            &Value::from(headdim),
+            &format!("a divisor of expand * d_model = {d_inner} (headdim defaults to {DEFAULT_HEADDIM})"),
         ));
     }
     let n_head = d_inner / headdim;
@@ -99,7 +99,7 @@ pub(super) fn read_params(
         return Err(invalid(
             path,
             "ssm_cfg.ngroups",
-            &ssm_cfg["ngroups"],
+            &Value::from(n_group),
             &format!("a divisor of the number of heads, {n_head}"),
         ));
     }
