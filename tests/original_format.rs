@@ -1,9 +1,11 @@
 //! Checkpoints in the original `mamba_ssm` format (`config.json` with `ssm_cfg`, and
 //! `pytorch_model.bin`) against the Hugging Face form of the same weights.
 //!
-//! `tests/reference/make_original_fixtures.py` saves the `tiny` and `odd` fixtures again in
-//! that format under `<fixture>/original/`. `tiny`'s copy declares vocab_size 305 with
-//! pad_vocab_size_multiple 8, so the converter must pad it to the 312 embedding rows.
+//! `tests/reference/make_original_fixtures.py` saves the `tiny`, `odd` and `mamba2_g1`
+//! fixtures again in that format under `<fixture>/original/`; `mamba2_g1`'s copy has a
+//! `Mamba2` layer. `tiny`'s copy declares vocab_size 305 with pad_vocab_size_multiple 8,
+//! so the converter must pad it to the 312 embedding rows, and `mamba2_g1`'s declares 257
+//! for 264 rows.
 //! Converting either form must give the same tensors, and the engine must match the
 //! transformers logits of the Hugging Face fixture.
 
@@ -12,7 +14,7 @@ use mamba_core::{GgmlType, Model, Session};
 use mamba_edge_tests::{Fixture, argmax, read_npy_f32, relative_l2, temp_dir};
 
 /// Fixtures that have an `original/` copy.
-const ORIGINALS: [&str; 2] = ["tiny", "odd"];
+const ORIGINALS: [&str; 3] = ["tiny", "odd", "mamba2_g1"];
 
 /// Same bound as the F32 conformance tests: only float rounding and summation order differ
 /// from transformers.
@@ -170,4 +172,28 @@ fn tokenizer_without_config_is_noted() {
     let bytes = std::fs::read(&output).unwrap();
     let gguf = Gguf::parse(&bytes).unwrap();
     assert!(gguf.get("tokenizer.ggml.eos_token_id").is_none());
+}
+
+/// A `Mamba2` layer with `norm_before_gate = true` normalizes before the gate, which the
+/// engine does not compute, so the conversion fails, names the option and writes nothing.
+#[test]
+fn mamba2_norm_before_gate_is_rejected() {
+    let fixture = Fixture::load("mamba2_g1");
+    let dir = temp_dir("original-norm-before-gate");
+    let config = std::fs::read_to_string(fixture.dir.join("original/config.json")).unwrap();
+    let changed = config.replace(r#""norm_before_gate": false"#, r#""norm_before_gate": true"#);
+    assert_ne!(config, changed, "the fixture config sets norm_before_gate");
+    std::fs::write(dir.join("config.json"), changed).unwrap();
+    std::fs::copy(fixture.dir.join("original/pytorch_model.bin"), dir.join("pytorch_model.bin")).unwrap();
+    let options = mamba_quantize::Options {
+        input: dir.clone(),
+        output: dir.join("model.gguf"),
+        target: GgmlType::F32,
+        tokenizer: Some(fixture.hf_dir().join("tokenizer.json")),
+    };
+    let err = mamba_quantize::convert(&options, &mut mamba_quantize::NoProgress).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, mamba_quantize::ConvertError::UnsupportedOption { .. }), "{message}");
+    assert!(message.contains("ssm_cfg.norm_before_gate"), "{message}");
+    assert!(!dir.join("model.gguf").exists(), "no output after a failure");
 }

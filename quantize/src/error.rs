@@ -103,6 +103,19 @@ pub enum ConvertError {
         found: String,
     },
 
+    /// A config option selects a layer variant that the engine does not compute.
+    #[error("{path}: {key} is {value}, which mamba-edge does not support: {reason}")]
+    UnsupportedOption {
+        /// The config file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The value found, as JSON.
+        value: String,
+        /// What the engine computes instead and which value converts.
+        reason: &'static str,
+    },
+
     /// `use_bias` is true, which llama.cpp's Mamba graph cannot represent.
     #[error(
         "{path}: use_bias is true, but GGUF Mamba models have no in_proj/out_proj bias tensors \

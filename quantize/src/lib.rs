@@ -1,6 +1,7 @@
-//! `mamba-quantize`: converts Mamba-1 checkpoints (Hugging Face safetensors, or the original
-//! `mamba_ssm` format with `pytorch_model.bin`), or existing GGUF files, to GGUF files that
-//! both mamba-edge and llama.cpp load.
+//! `mamba-quantize`: converts Mamba-1, Mamba-2 and Falcon-Mamba checkpoints (Hugging Face
+//! safetensors, or for Mamba-1 and Mamba-2 the original `mamba_ssm` format with
+//! `pytorch_model.bin`), or existing GGUF files, to GGUF files that both mamba-edge and
+//! llama.cpp load.
 //!
 //! The output follows llama.cpp's converter (`convert_hf_to_gguf.py`, `MambaModel`): the
 //! same tensor names, shapes and types per tensor, the same `mamba.*` metadata and the

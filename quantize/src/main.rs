@@ -10,8 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mamba_core::GgmlType;
 use mamba_quantize::{Options, Progress, convert};
 
-/// Convert a Mamba-1 checkpoint (Hugging Face or original mamba_ssm format), or requantize a
-/// GGUF file, to GGUF.
+/// Convert a Mamba-1, Mamba-2 or Falcon-Mamba checkpoint (Hugging Face format, or the original
+/// mamba_ssm format for Mamba-1 and Mamba-2), or requantize a GGUF file, to GGUF.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {

@@ -200,7 +200,7 @@ pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
         Family::FalconMamba => read_eps(path, obj, &["mixer_rms_eps"])?.unwrap_or(1e-6),
         Family::Mamba | Family::Mamba2 => rms_norm_eps,
     };
-    let time_step_limit = read_time_step_limit(path, obj)?;
+    let time_step_limit = read_time_step_limit(path, obj, "time_step_limit")?;
 
     let params = MambaParams {
         family,
@@ -349,15 +349,16 @@ fn read_heads(path: &Path, obj: &Map<String, Value>, d_inner: u64) -> Result<(u6
     Ok((n_head, n_group))
 }
 
-/// Reads Mamba-2's `time_step_limit`, a pair `[min, max]` (default `[0, inf]`). JSON has no
-/// infinity: transformers 5 writes it as `{"__float__": "Infinity"}`, older versions as the
-/// bare token `Infinity`, which [`replace_non_finite`] turns into `null`. A null upper bound
-/// means no bound.
-fn read_time_step_limit(path: &Path, obj: &Map<String, Value>) -> Result<(f32, f32)> {
-    let Some(value) = obj.get("time_step_limit").filter(|v| !v.is_null()) else {
+/// Reads Mamba-2's `time_step_limit` (mamba_ssm's `dt_limit`) from `key`, a pair
+/// `[min, max]` (default `[0, inf]`). JSON has no infinity: transformers 5 writes it as
+/// `{"__float__": "Infinity"}`, older versions and Python's `json` module as the bare token
+/// `Infinity`, which [`replace_non_finite`] turns into `null`. A null upper bound means no
+/// bound.
+pub(crate) fn read_time_step_limit(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<(f32, f32)> {
+    let Some(value) = obj.get(key).filter(|v| !v.is_null()) else {
         return Ok((0.0, f32::INFINITY));
     };
-    let bad = || invalid(path, "time_step_limit", value, "a pair [min, max] with 0 <= min <= max");
+    let bad = || invalid(path, key, value, "a pair [min, max] with 0 <= min <= max");
     let items = value.as_array().filter(|items| items.len() == 2).ok_or_else(bad)?;
     let min = json_float(&items[0]).filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(bad)?;
     let max = match &items[1] {
@@ -467,7 +468,7 @@ pub(crate) fn get_bool(path: &Path, obj: &Map<String, Value>, key: &str) -> Resu
     }
 }
 
-fn checked_mul(path: &Path, what: &str, a: u64, b: u64) -> Result<u64> {
+pub(crate) fn checked_mul(path: &Path, what: &str, a: u64, b: u64) -> Result<u64> {
     a.checked_mul(b)
         .filter(|product| *product <= MAX_DIM)
         .ok_or_else(|| ConvertError::InvalidValue {

@@ -8,6 +8,11 @@
 //! `transformers` except `backbone.embedding.weight`, which [`crate::names::parse_hf_name`]
 //! accepts too. `save_pretrained` writes `lm_head.weight` even when it is tied to the
 //! embedding, as a second view of the same storage.
+//!
+//! `ssm_cfg.layer` selects the mixer: `Mamba1` (the default) or `Mamba2`, whose options
+//! [`mamba2`] reads.
+
+mod mamba2;
 
 use std::path::{Path, PathBuf};
 
@@ -16,20 +21,21 @@ use serde_json::{Map, Value};
 
 use crate::convert::Notes;
 use crate::error::{ConvertError, Result};
-use crate::params::{replace_non_finite, 
+use crate::params::{
     HfConfig, MambaParams, get_bool, invalid, parse_hf_config, positive_dim, read_dt_rank,
+    replace_non_finite,
 };
 use crate::safetensors_input::{INDEX_FILE, SINGLE_FILE};
 use crate::torch_input::{TORCH_FILE, TorchCheckpoint};
 
 /// `MambaConfig.pad_vocab_size_multiple` when the config omits it.
 const DEFAULT_PAD_VOCAB_SIZE_MULTIPLE: u64 = 8;
-/// RMSNorm epsilon: `MixerModel` uses its default of 1e-5 because `MambaConfig` has no
-/// epsilon field.
+/// Epsilon of the block RMSNorms and of `norm_f`: `MixerModel` uses its default of 1e-5
+/// because `MambaConfig` has no epsilon field.
 const NORM_EPSILON: f32 = 1e-5;
 
-/// Keys of `ssm_cfg` that only set the initialization or the choice of kernels, so they do
-/// not change the converted model.
+/// Keys of a Mamba-1 `ssm_cfg` that only set the initialization or the choice of kernels,
+/// so they do not change the converted model.
 const SSM_INIT_KEYS: [&str; 7] = [
     "dt_min",
     "dt_max",
@@ -102,7 +108,7 @@ pub fn parse_state_spaces_config(path: &Path, json: Value) -> Result<HfConfig> {
         Some(Value::Object(cfg)) => cfg,
         Some(other) => return Err(invalid(path, "ssm_cfg", other, "an object")),
     };
-    check_ssm_cfg(path, ssm_cfg)?;
+    let layer = read_layer(path, ssm_cfg)?;
 
     let d_model = require(path, obj, "d_model", "d_model is the residual stream width")?;
     let n_layer = require(
@@ -123,17 +129,10 @@ pub fn parse_state_spaces_config(path: &Path, json: Value) -> Result<HfConfig> {
 
     // residual_in_fp32 and fused_add_norm only choose the residual's precision and a fused
     // kernel, so they do not change an F32 model and are not read.
-    let d_inner = read_d_inner(path, ssm_cfg, d_model)?;
-    let params = MambaParams::mamba1(
-        d_model,
-        n_layer,
-        d_inner,
-        optional(path, ssm_cfg, "d_state")?.unwrap_or(16),
-        optional(path, ssm_cfg, "d_conv")?.unwrap_or(4),
-        read_dt_rank(path, ssm_cfg, d_model)?,
-        n_vocab,
-        NORM_EPSILON,
-    );
+    let params = match layer {
+        Layer::Mamba1 => read_mamba1_params(path, ssm_cfg, d_model, n_layer, n_vocab)?,
+        Layer::Mamba2 => mamba2::read_params(path, ssm_cfg, d_model, n_layer, n_vocab, NORM_EPSILON)?,
+    };
     Ok(HfConfig {
         path: path.to_path_buf(),
         params,
@@ -147,7 +146,7 @@ pub fn parse_state_spaces_config(path: &Path, json: Value) -> Result<HfConfig> {
     })
 }
 
-/// Rejects the `MambaConfig` options that add blocks a GGUF Mamba-1 model cannot hold.
+/// Rejects the `MambaConfig` options that add blocks a GGUF Mamba model cannot hold.
 fn check_layout(path: &Path, obj: &Map<String, Value>) -> Result<()> {
     let unsupported = |found: String| ConvertError::UnsupportedArchitecture {
         path: path.to_path_buf(),
@@ -176,18 +175,51 @@ fn check_layout(path: &Path, obj: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
-/// Checks `ssm_cfg` for the Mamba-1 layer and for keys `mamba_ssm.Mamba` does not take.
-fn check_ssm_cfg(path: &Path, ssm_cfg: &Map<String, Value>) -> Result<()> {
+/// Mixer layer of a `mamba_ssm` model (`ssm_cfg.layer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layer {
+    /// `mamba_ssm.modules.mamba_simple.Mamba`, the default.
+    Mamba1,
+    /// `mamba_ssm.modules.mamba2.Mamba2`.
+    Mamba2,
+}
+
+fn read_layer(path: &Path, ssm_cfg: &Map<String, Value>) -> Result<Layer> {
     match ssm_cfg.get("layer") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(layer)) if layer == "Mamba1" => {}
-        Some(other) => {
-            return Err(ConvertError::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                found: format!("{other} (ssm_cfg.layer)"),
-            });
-        }
+        None | Some(Value::Null) => Ok(Layer::Mamba1),
+        Some(Value::String(layer)) if layer == "Mamba1" => Ok(Layer::Mamba1),
+        Some(Value::String(layer)) if layer == "Mamba2" => Ok(Layer::Mamba2),
+        Some(other) => Err(ConvertError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            found: format!("{other} (ssm_cfg.layer; mamba_ssm layers Mamba1 and Mamba2 convert)"),
+        }),
     }
+}
+
+/// Reads the dimensions of a Mamba-1 model from `ssm_cfg`.
+fn read_mamba1_params(
+    path: &Path,
+    ssm_cfg: &Map<String, Value>,
+    d_model: u64,
+    n_layer: u64,
+    n_vocab: u64,
+) -> Result<MambaParams> {
+    check_mamba1_ssm_cfg(path, ssm_cfg)?;
+    Ok(MambaParams::mamba1(
+        d_model,
+        n_layer,
+        read_d_inner(path, ssm_cfg, d_model)?,
+        optional(path, ssm_cfg, "d_state")?.unwrap_or(16),
+        optional(path, ssm_cfg, "d_conv")?.unwrap_or(4),
+        read_dt_rank(path, ssm_cfg, d_model)?,
+        n_vocab,
+        NORM_EPSILON,
+    ))
+}
+
+/// Checks a Mamba-1 `ssm_cfg` for a projection bias and for keys `mamba_ssm.Mamba` does
+/// not take.
+fn check_mamba1_ssm_cfg(path: &Path, ssm_cfg: &Map<String, Value>) -> Result<()> {
     if get_bool(path, ssm_cfg, "bias")? == Some(true) {
         return Err(ConvertError::ProjectionBias {
             path: path.to_path_buf(),
@@ -372,7 +404,7 @@ mod tests {
     #[test]
     fn rejects_other_layouts() {
         for (extra, expected) in [
-            (r#""ssm_cfg": {"layer": "Mamba2"}"#, "Mamba2"),
+            (r#""ssm_cfg": {"layer": "Mamba3"}"#, "Mamba3"),
             (r#""d_intermediate": 128"#, "d_intermediate"),
             (r#""attn_layer_idx": [1]"#, "attn_layer_idx"),
             (r#""rms_norm": false"#, "LayerNorm"),
@@ -385,6 +417,94 @@ mod tests {
             let message = parse(&text).unwrap_err().to_string();
             assert!(message.contains(expected), "{extra}: {message}");
         }
+    }
+
+    /// A 130M-sized Mamba-2 config in the layout that `MambaConfig` writes, with every
+    /// `Mamba2` option at its default.
+    const MAMBA2_130M: &str = r#"{"d_model": 768, "d_intermediate": 0, "n_layer": 24,
+        "vocab_size": 50277, "ssm_cfg": {"layer": "Mamba2"}, "attn_layer_idx": [],
+        "attn_cfg": {}, "rms_norm": true, "residual_in_fp32": true, "fused_add_norm": true,
+        "pad_vocab_size_multiple": 16, "tie_embeddings": true}"#;
+
+    #[test]
+    fn mamba2_defaults() {
+        let config = parse(MAMBA2_130M).unwrap();
+        let p = &config.params;
+        assert_eq!(p.family, crate::params::Family::Mamba2);
+        assert_eq!((p.d_model, p.n_layer, p.d_inner), (768, 24, 1536));
+        assert_eq!((p.d_state, p.d_conv), (128, 4));
+        assert_eq!(p.dt_rank, 24, "1536 / headdim 64 heads");
+        assert_eq!(p.n_group, 1);
+        assert_eq!(p.n_vocab, 50288, "50277 padded to a multiple of 16");
+        assert_eq!((p.rms_norm_eps, p.mixer_rms_eps), (1e-5, 1e-5));
+        assert_eq!(p.time_step_limit, (0.0, f32::INFINITY));
+        assert!(config.tie_word_embeddings);
+        assert!(config.use_conv_bias);
+    }
+
+    #[test]
+    fn mamba2_ssm_cfg_sets_dimensions() {
+        let config = parse(
+            r#"{"d_model": 32, "n_layer": 2, "vocab_size": 250, "pad_vocab_size_multiple": 8,
+                "ssm_cfg": {"layer": "Mamba2", "d_state": 16, "d_conv": 3, "expand": 3,
+                            "headdim": 16, "ngroups": 2, "d_ssm": 96, "chunk_size": 8,
+                            "dt_limit": [0.001, null], "conv_bias": false,
+                            "rmsnorm": true, "norm_before_gate": false, "D_has_hdim": false,
+                            "A_init_range": [1, 16], "dt_min": 0.001, "use_mem_eff_path": true}}"#,
+        )
+        .unwrap();
+        let p = &config.params;
+        assert_eq!(p.d_inner, 96, "3 * 32");
+        assert_eq!((p.d_state, p.d_conv, p.dt_rank, p.n_group), (16, 3, 6, 2));
+        assert_eq!(p.n_vocab, 256);
+        assert_eq!(p.time_step_limit, (0.001, f32::INFINITY));
+        assert!(!config.use_conv_bias);
+    }
+
+    #[test]
+    fn mamba2_rejects_unsupported_options() {
+        for (extra, expected) in [
+            (r#""norm_before_gate": true"#, "norm_before_gate"),
+            (r#""rmsnorm": false"#, "rmsnorm"),
+            (r#""D_has_hdim": true"#, "D_has_hdim"),
+            (r#""d_ssm": 64"#, "ssm_cfg.d_ssm"),
+            (r#""bias": true"#, "use_bias"),
+            (r#""headdim": 24"#, "ssm_cfg.headdim"),
+            (r#""headdim": 16, "ngroups": 3"#, "ssm_cfg.ngroups"),
+            (r#""expand": 1.5"#, "ssm_cfg.expand"),
+            (r#""dt_limit": [0.1, 0.01]"#, "dt_limit"),
+            (r#""chunk_size": 0"#, "ssm_cfg.chunk_size"),
+            (r#""dt_rank": 4"#, "ssm_cfg.dt_rank"),
+        ] {
+            let text = format!(
+                r#"{{"d_model": 64, "n_layer": 1, "vocab_size": 8,
+                    "ssm_cfg": {{"layer": "Mamba2", {extra}}}}}"#
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{extra}: {message}");
+        }
+    }
+
+    #[test]
+    fn mamba2_default_headdim_must_divide() {
+        let message = parse(
+            r#"{"d_model": 40, "n_layer": 1, "vocab_size": 8, "ssm_cfg": {"layer": "Mamba2"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("ssm_cfg.headdim is 64"), "{message}");
+        assert!(message.contains("expand * d_model = 80"), "{message}");
+    }
+
+    #[test]
+    fn mamba2_unsupported_option_says_what_converts() {
+        let message = parse(
+            r#"{"d_model": 64, "n_layer": 1, "vocab_size": 8,
+                "ssm_cfg": {"layer": "Mamba2", "norm_before_gate": true}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("only norm_before_gate = false converts"), "{message}");
     }
 
     #[test]

@@ -12,6 +12,9 @@ For each fixture in FIXTURES this writes tests/fixtures/<name>/:
   logits_<i>.<fmt>.npy    the same for the weights that mamba-quantize stores at
                           fmt (f16, bf16, q8_0, q4_0), as make_format_fixtures.py
                           computes them for the Mamba-1 fixtures
+  greedy.json             a prompt (the first 6 tokens of sequence 0) and the 32
+                          tokens that greedy generate() returns on the float32
+                          checkpoint, as make_fixtures.py writes for Mamba-1
   meta.json               the config summary, the seed and checks of the logits
 
 The models are random-init with small dimensions. Each reference is also
@@ -25,7 +28,9 @@ distance to the independent float64 forward).
 
 Usage: /work/pyenv/venv/bin/python tests/reference/make_variant_fixtures.py [--only NAME ...]
 It needs cargo for the format references (it runs mamba-quantize) and takes
-about a minute.
+about a minute. With --greedy-only it loads each saved hf/ checkpoint and writes
+only greedy.json (and its entry in meta.json), leaving the other files as they
+are.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from transformers import FalconMambaConfig, FalconMambaForCausalLM, Mamba2Config
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from make_fixtures import (  # noqa: E402
+    GREEDY_NEW_TOKENS,
     MIN_TOP2_GAP,
     load_corpus,
     max_relative_l2,
@@ -427,6 +433,75 @@ def load_gguf_into(model64, family: str, weights: dict[str, np.ndarray]) -> None
         raise ValueError(f"the GGUF file sets no value for {sorted(missing)}")
 
 
+# Length of the greedy.json prompt, cut from the start of sequence 0.
+GREEDY_PROMPT_LENGTH = 6
+# Fixtures that get a greedy.json. For mamba2_limit, transformers' float32
+# generate() and the float64 forward pick different tokens at step 15, so its
+# greedy tokens would depend on rounding.
+GREEDY_FIXTURES = ("mamba2_g1", "mamba2_g2", "falcon")
+
+
+@torch.no_grad()
+def run_greedy(model, model64, prompt: list[int]) -> dict:
+    """Generate GREEDY_NEW_TOKENS tokens greedily and check them against a float64 forward.
+
+    generate() runs the float32 model with its recurrent cache, one token per
+    step after the prompt, and does not stop at the end-of-text id.
+    """
+    output = model.generate(
+        torch.tensor([prompt]),
+        do_sample=False,
+        max_new_tokens=GREEDY_NEW_TOKENS,
+        min_new_tokens=0,
+        eos_token_id=None,
+        pad_token_id=0,
+        use_cache=True,
+    )
+    generated = output[0, len(prompt) :].tolist()
+    if len(generated) != GREEDY_NEW_TOKENS:
+        raise RuntimeError(f"generate() returned {len(generated)} tokens, expected {GREEDY_NEW_TOKENS}")
+
+    # A near-tie would make the expected tokens depend on rounding, so the
+    # float64 full forward over prompt + generated must pick the same tokens.
+    full = prompt + generated
+    step_logits = logits_hf_float64(model64, full)[len(prompt) - 1 : len(full) - 1]
+    expected = step_logits.argmax(-1).tolist()
+    if expected != generated:
+        raise RuntimeError(f"greedy tokens {generated} differ from the float64 argmax {expected}")
+    min_gap = float(top2_gaps(step_logits).min())
+    if min_gap < MIN_TOP2_GAP:
+        raise RuntimeError(f"greedy tokens {generated}: top-2 near-tie, gap {min_gap:.2e}")
+
+    return {
+        "prompt": prompt,
+        "generated": generated,
+        "max_new_tokens": GREEDY_NEW_TOKENS,
+        "note": "model.generate(do_sample=False, eos_token_id=None): float32, with the recurrent cache; "
+        "no stop at end-of-text",
+        "min_top2_gap": min_gap,
+    }
+
+
+def write_greedy(model, model64, sequences: list[list[int]], out_dir: pathlib.Path) -> float:
+    """Write greedy.json and return its smallest top-2 logit gap."""
+    greedy = run_greedy(model, model64, sequences[0][:GREEDY_PROMPT_LENGTH])
+    (out_dir / "greedy.json").write_text(json.dumps(greedy, indent=1) + "\n")
+    return greedy["min_top2_gap"]
+
+
+def remake_greedy(spec: VariantSpec) -> float:
+    """Write greedy.json from the saved checkpoint and record its gap in meta.json."""
+    out_dir = FIXTURES_DIR / spec.name
+    model_class = Mamba2ForCausalLM if spec.family == "mamba2" else FalconMambaForCausalLM
+    model = model_class.from_pretrained(out_dir / "hf").eval()
+    sequences = json.loads((out_dir / "tokens.json").read_text())["sequences"]
+    gap = write_greedy(model, float64_copy(model), sequences, out_dir)
+    meta = json.loads((out_dir / "meta.json").read_text())
+    meta["greedy_min_top2_gap"] = gap
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return gap
+
+
 def make_fixture(spec: VariantSpec, corpus: str, scratch: pathlib.Path) -> dict:
     out_dir = FIXTURES_DIR / spec.name
     if out_dir.exists():
@@ -468,6 +543,7 @@ def make_fixture(spec: VariantSpec, corpus: str, scratch: pathlib.Path) -> dict:
         references.append(reference)
         np.save(out_dir / f"logits_{index}.npy", reference.astype(np.float32))
     (out_dir / "tokens.json").write_text(json.dumps({"sequences": sequences}) + "\n")
+    greedy_gap = write_greedy(model, model64, sequences, out_dir) if spec.name in GREEDY_FIXTURES else None
 
     # Format references: the weights mamba-quantize stores, read back with gguf-py.
     formats = {}
@@ -509,6 +585,8 @@ def make_fixture(spec: VariantSpec, corpus: str, scratch: pathlib.Path) -> dict:
             "numpy": np.__version__,
         },
     }
+    if greedy_gap is not None:
+        meta["greedy_min_top2_gap"] = greedy_gap
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
 
@@ -516,12 +594,19 @@ def make_fixture(spec: VariantSpec, corpus: str, scratch: pathlib.Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", choices=[spec.name for spec in FIXTURES], help="fixture names (default: all)")
+    parser.add_argument("--greedy-only", action="store_true", help="write only greedy.json from the saved hf/ checkpoints")
     args = parser.parse_args()
 
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+
+    if args.greedy_only:
+        for spec in FIXTURES:
+            if spec.name in GREEDY_FIXTURES and (not args.only or spec.name in args.only):
+                print(f"{spec.name} greedy: min top-2 gap {remake_greedy(spec):.4f}")
+        return 0
 
     corpus = load_corpus()
     with tempfile.TemporaryDirectory() as scratch:

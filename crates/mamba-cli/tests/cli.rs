@@ -75,6 +75,26 @@ fn greedy_llamacpp_f32_matches() {
     }
 }
 
+/// Mamba-2 and Falcon-Mamba fixtures with a `greedy.json`.
+const VARIANT_GREEDY_FIXTURES: [&str; 3] = ["mamba2_g1", "mamba2_g2", "falcon"];
+
+#[test]
+fn greedy_variants_match_transformers() {
+    let dir = TempDir::new("greedy-variants");
+    for fixture in VARIANT_GREEDY_FIXTURES {
+        let model = convert(fixture, GgmlType::F32, &dir);
+        check_greedy(fixture, &model);
+    }
+}
+
+/// The fixtures with a `greedy.json` and a file written by llama.cpp's converter.
+#[test]
+fn greedy_variants_llamacpp_f32_matches() {
+    for fixture in ["mamba2_g1", "falcon"] {
+        check_greedy(fixture, &llamacpp_file(fixture, "llamacpp-f32.gguf"));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // logits
 
