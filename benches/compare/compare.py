@@ -373,6 +373,12 @@ def fmt_number(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def table_text(message: str, limit: int = 100) -> str:
+    """Shorten an error message for a table cell: no file paths, backticks or pipes."""
+    message = re.sub(r"/\S+\.gguf:?\s*", "", message).replace("`", "").replace("|", "/")
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def ratio(a: float | None, b: float | None) -> str:
     return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}×"
 
@@ -420,8 +426,8 @@ def stage_report(paths: Paths, args) -> None:
                 samples = entry["engines"][engine]
                 pp, tg, rss = means[engine]
                 if not samples:
-                    error = entry["errors"].get(engine, "not run")
-                    lines.append(f"| {key} | {entry['file_bytes'] / 1e6:.0f} MB | {engine} | skipped: {' '.join(map(str, error))[:120]} | | | | | | |")
+                    error = " ".join(map(str, entry["errors"].get(engine, ["not run"])))
+                    lines.append(f"| {key} | {entry['file_bytes'] / 1e6:.0f} MB | {engine} | skipped: {table_text(error)} | | | | | | |")
                     continue
                 other_pp, other_tg, _ = means["llama.cpp"]
                 is_ours = engine == "mamba-edge"

@@ -72,7 +72,7 @@ done
 count() {
     local arch=$1
     shift
-    local log=$work/count.log
+    local log=$work/count-$arch.log
     case $arch in
     x86_64)
         valgrind --tool=callgrind --callgrind-out-file=/dev/null "$x86_binary" bench --threads 1 "$@" >/dev/null 2>"$log"
