@@ -307,7 +307,7 @@ def stage_bench(paths: Paths, args) -> None:
                         log(f"SKIPPED {engine} on {key}: {measured['error']}")
                         continue
                     entry["engines"][engine].append(measured)
-                    log(f"{key} {engine}: pp{args.n_prompt} {measured['pp']:.1f}, tg{args.n_gen} {measured['tg']:.1f} tokens/s, peak RSS {measured['rss'] / 2**20:.0f} MiB")
+                    log(f"{key} {engine}: pp{args.n_prompt} {fmt_number(measured['pp'])}, tg{args.n_gen} {fmt_number(measured['tg'])} tokens/s, peak RSS {fmt_number(mib(measured['rss']), 0)} MiB")
             entry["errors"] = failed
             entry["n_prompt"], entry["n_gen"] = args.n_prompt, args.n_gen
             runs[key] = entry
@@ -350,7 +350,7 @@ def stage_depth(paths: Paths, args) -> None:
                         log(f"SKIPPED depth {engine} on {key}: {measured['error']}")
                         continue
                     series[engine].append({"context": length, "tg": measured["tg"], "rss": measured["rss"]})
-                    log(f"{key} {engine} after {length} tokens: tg{args.depth_gen} {measured['tg']:.1f} tokens/s, peak RSS {measured['rss'] / 2**20:.0f} MiB")
+                    log(f"{key} {engine} after {length} tokens: tg{args.depth_gen} {fmt_number(measured['tg'])} tokens/s, peak RSS {fmt_number(mib(measured['rss']), 0)} MiB")
             depth[key] = {"n_gen": args.depth_gen, "threads": args.threads, "series": series}
             save_results(paths, results)
 
@@ -371,6 +371,10 @@ def spread(values: list[float | None]) -> str:
 
 def fmt_number(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def mib(size: int | None) -> float | None:
+    return None if size is None else size / 2**20
 
 
 def table_text(message: str, limit: int = 100) -> str:
@@ -451,7 +455,7 @@ def stage_report(paths: Paths, args) -> None:
             for engine, series in entry["series"].items():
                 by_length = {point["context"]: point for point in series}
                 cells = [
-                    f"{by_length[n]['tg']:.1f} / {by_length[n]['rss'] / 2**20:.0f}" if n in by_length else "–" for n in lengths
+                    f"{fmt_number(by_length[n]['tg'])} / {fmt_number(mib(by_length[n]['rss']), 0)}" if n in by_length else "–" for n in lengths
                 ]
                 lines.append(f"| {engine} | " + " | ".join(cells) + " |")
             lines.append("")
@@ -478,7 +482,7 @@ def plot_depth(paths: Paths, depth: dict) -> None:
             label = f"{engine}, {key}"
             style = "o-" if engine == "mamba-edge" else "s--"
             speed_axes.plot(contexts, [point["tg"] for point in series], style, label=label)
-            memory_axes.plot(contexts, [point["rss"] / 2**20 for point in series], style, label=label)
+            memory_axes.plot(contexts, [mib(point["rss"]) or float("nan") for point in series], style, label=label)
     for axes, title, unit in [(speed_axes, "Decode speed", "tokens/s"), (memory_axes, "Peak RSS", "MiB")]:
         axes.set_xscale("symlog", base=2, linthresh=512)
         axes.set_xlabel("context before decoding (tokens)")
