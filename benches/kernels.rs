@@ -107,6 +107,20 @@ const TIERS: &[Tier] = &[
             })
         },
     },
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    Tier {
+        name: "neon",
+        kernels: |dtype| {
+            use mamba_core::kernels::aarch64::neon;
+            neon::is_available().then_some(match dtype {
+                GgmlType::F32 => (neon::matvec_f32, neon::matmul_f32),
+                GgmlType::F16 => (neon::matvec_f16, neon::matmul_f16),
+                GgmlType::BF16 => (neon::matvec_bf16, neon::matmul_bf16),
+                GgmlType::Q8_0 => (neon::matvec_q8_0, neon::matmul_q8_0),
+                GgmlType::Q4_0 => (neon::matvec_q4_0, neon::matmul_q4_0),
+            })
+        },
+    },
 ];
 
 /// Returns `rows * cols` weights in `dtype` from a fixed pseudo-random sequence in [-1, 1).

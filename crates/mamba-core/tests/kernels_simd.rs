@@ -1,12 +1,19 @@
-//! The x86-64 SIMD kernels against the scalar reference kernels.
+//! The SIMD kernels (x86-64 AVX2 and AVX-512, aarch64 NEON) against the scalar reference
+//! kernels.
 //!
 //! Every tier's matvec and matmul run on random matrices in every format, over row lengths
 //! that reach each tail path, with unaligned weight data and with large and tiny magnitudes.
 //! A tier the CPU lacks fails its tests with a message that names the missing feature, unless
 //! `MAMBA_SKIP_MISSING_SIMD=1` is set, in which case those tests print that they were
 //! skipped and pass.
-#![cfg(target_arch = "x86_64")]
+#![cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
 
+#[cfg(target_arch = "aarch64")]
+use mamba_core::kernels::aarch64::neon;
+#[cfg(target_arch = "x86_64")]
 use mamba_core::kernels::x86_64::{avx2, avx512};
 use mamba_core::kernels::{self, scalar};
 use mamba_core::quant::{dequantize_row, quantize_row};
@@ -22,7 +29,7 @@ const SUBNORMAL_ERROR: f64 = f32::from_bits(1) as f64 / 2.0;
 /// Row lengths for the block formats: whole blocks, up to a model-sized row. 288 spans two
 /// of the matmul's 256-column blocks.
 const BLOCK_COLUMN_COUNTS: [usize; 8] = [0, 32, 64, 96, 160, 288, 544, 4096];
-/// Row lengths for the float formats beyond 1..=70: around 4 and 8 vectors of both tiers
+/// Row lengths for the float formats beyond 1..=70: around 4 and 8 vectors of every tier
 /// and around the matmul's 256-column blocks.
 const FLOAT_EXTRA_COLUMN_COUNTS: [usize; 7] = [0, 127, 129, 255, 257, 545, 4096];
 /// Matrix row counts: below, at and past the 4-row groups, with every remainder.
@@ -52,6 +59,7 @@ struct Tier {
     matmul: fn(GgmlType) -> Kernel,
 }
 
+#[cfg(target_arch = "x86_64")]
 const AVX2: Tier = Tier {
     name: "avx2",
     features: "AVX2, FMA and F16C",
@@ -72,6 +80,7 @@ const AVX2: Tier = Tier {
     },
 };
 
+#[cfg(target_arch = "x86_64")]
 const AVX512: Tier = Tier {
     name: "avx512",
     features: "AVX-512F, AVX2, FMA and F16C",
@@ -91,6 +100,33 @@ const AVX512: Tier = Tier {
         GgmlType::Q4_0 => avx512::matmul_q4_0,
     },
 };
+
+#[cfg(target_arch = "aarch64")]
+const NEON: Tier = Tier {
+    name: "neon",
+    features: "NEON",
+    is_available: neon::is_available,
+    matvec: |dtype| match dtype {
+        GgmlType::F32 => neon::matvec_f32,
+        GgmlType::F16 => neon::matvec_f16,
+        GgmlType::BF16 => neon::matvec_bf16,
+        GgmlType::Q8_0 => neon::matvec_q8_0,
+        GgmlType::Q4_0 => neon::matvec_q4_0,
+    },
+    matmul: |dtype| match dtype {
+        GgmlType::F32 => neon::matmul_f32,
+        GgmlType::F16 => neon::matmul_f16,
+        GgmlType::BF16 => neon::matmul_bf16,
+        GgmlType::Q8_0 => neon::matmul_q8_0,
+        GgmlType::Q4_0 => neon::matmul_q4_0,
+    },
+};
+
+/// Every tier of this architecture, from the widest to the narrowest.
+#[cfg(target_arch = "x86_64")]
+const TIERS: [&Tier; 2] = [&AVX512, &AVX2];
+#[cfg(target_arch = "aarch64")]
+const TIERS: [&Tier; 1] = [&NEON];
 
 /// Returns whether `tier` can run here. Without it, panics unless
 /// `MAMBA_SKIP_MISSING_SIMD=1` allows a skip, which is printed.
@@ -418,6 +454,7 @@ macro_rules! format_tests {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
 format_tests! {
     AVX2, 1000,
     avx2_f32_matvec_matches_scalar, avx2_f32_matmul_matches_scalar, GgmlType::F32;
@@ -427,6 +464,7 @@ format_tests! {
     avx2_q4_0_matvec_matches_scalar, avx2_q4_0_matmul_matches_scalar, GgmlType::Q4_0;
 }
 
+#[cfg(target_arch = "x86_64")]
 format_tests! {
     AVX512, 2000,
     avx512_f32_matvec_matches_scalar, avx512_f32_matmul_matches_scalar, GgmlType::F32;
@@ -436,24 +474,50 @@ format_tests! {
     avx512_q4_0_matvec_matches_scalar, avx512_q4_0_matmul_matches_scalar, GgmlType::Q4_0;
 }
 
+#[cfg(target_arch = "aarch64")]
+format_tests! {
+    NEON, 5000,
+    neon_f32_matvec_matches_scalar, neon_f32_matmul_matches_scalar, GgmlType::F32;
+    neon_f16_matvec_matches_scalar, neon_f16_matmul_matches_scalar, GgmlType::F16;
+    neon_bf16_matvec_matches_scalar, neon_bf16_matmul_matches_scalar, GgmlType::BF16;
+    neon_q8_0_matvec_matches_scalar, neon_q8_0_matmul_matches_scalar, GgmlType::Q8_0;
+    neon_q4_0_matvec_matches_scalar, neon_q4_0_matmul_matches_scalar, GgmlType::Q4_0;
+}
+
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_row_slices_match_full_matrix() {
     check_row_slices(&AVX2, 3001);
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_row_slices_match_full_matrix() {
     check_row_slices(&AVX512, 3002);
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_empty_shapes() {
     check_empty_shapes(&AVX2);
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_empty_shapes() {
     check_empty_shapes(&AVX512);
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_row_slices_match_full_matrix() {
+    check_row_slices(&NEON, 3003);
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_empty_shapes() {
+    check_empty_shapes(&NEON);
 }
 
 #[test]
@@ -468,7 +532,7 @@ fn q4_0_small_exact() {
     let mut x = [1.0f32; 32];
     x[16] = 0.5;
 
-    for tier in [&AVX2, &AVX512] {
+    for tier in TIERS {
         if runnable(tier) {
             let mut y = [0.0f32; 1];
             (tier.matvec)(GgmlType::Q4_0)(&w, &x, &mut y);
@@ -479,11 +543,7 @@ fn q4_0_small_exact() {
 
 #[test]
 fn dispatch_selects_best_available_tier() {
-    let expected = if avx512::is_available() {
-        &AVX512
-    } else if avx2::is_available() {
-        &AVX2
-    } else {
+    let Some(&expected) = TIERS.iter().find(|tier| (tier.is_available)()) else {
         assert_eq!(kernels::selected_tier(), "scalar");
         return;
     };
@@ -511,6 +571,7 @@ fn dispatch_selects_best_available_tier() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[should_panic(expected = "matvec: x has 31 elements, but w has 32 columns")]
 fn avx2_matvec_rejects_short_input() {
@@ -519,6 +580,7 @@ fn avx2_matvec_rejects_short_input() {
     avx2::matvec_q8_0(&w, &[0.0; 31], &mut [0.0; 1]);
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[should_panic(expected = "matmul: y has 5 elements, but 2 input rows times w's 2 rows need 4")]
 fn avx512_matmul_rejects_wrong_output_length() {
@@ -527,10 +589,38 @@ fn avx512_matmul_rejects_wrong_output_length() {
     avx512::matmul_q4_0(&w, &[0.0; 64], &mut [0.0; 5]);
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[should_panic(expected = "the q8_0 kernel was given q4_0 weights")]
 fn avx2_kernel_rejects_other_format() {
     let data = [0u8; 18];
     let w = Matrix::new(GgmlType::Q4_0, 1, 32, &data).unwrap();
     avx2::matmul_q8_0(&w, &[0.0; 64], &mut [0.0; 2]);
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+#[should_panic(expected = "matvec: x has 31 elements, but w has 32 columns")]
+fn neon_matvec_rejects_short_input() {
+    let data = [0u8; 34];
+    let w = Matrix::new(GgmlType::Q8_0, 1, 32, &data).unwrap();
+    neon::matvec_q8_0(&w, &[0.0; 31], &mut [0.0; 1]);
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+#[should_panic(expected = "matmul: y has 5 elements, but 2 input rows times w's 2 rows need 4")]
+fn neon_matmul_rejects_wrong_output_length() {
+    let data = [0u8; 36];
+    let w = Matrix::new(GgmlType::Q4_0, 2, 32, &data).unwrap();
+    neon::matmul_q4_0(&w, &[0.0; 64], &mut [0.0; 5]);
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+#[should_panic(expected = "the q8_0 kernel was given q4_0 weights")]
+fn neon_kernel_rejects_other_format() {
+    let data = [0u8; 18];
+    let w = Matrix::new(GgmlType::Q4_0, 1, 32, &data).unwrap();
+    neon::matmul_q8_0(&w, &[0.0; 64], &mut [0.0; 2]);
 }

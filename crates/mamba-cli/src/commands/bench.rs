@@ -22,6 +22,10 @@ pub struct Args {
     /// Number of tokens to generate.
     #[arg(short = 'n', long, default_value_t = 128)]
     pub n_gen: usize,
+    /// Context tokens processed before the timed prompt and generation, untimed, to
+    /// measure speed and memory after a long context (as llama-bench's `-d`).
+    #[arg(short = 'd', long, default_value_t = 0)]
+    pub depth: usize,
     /// Threads for the forward pass, the calling thread included. Default: the number of
     /// physical cores.
     #[arg(short, long, default_value_t = super::default_threads())]
@@ -34,7 +38,8 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Times a prefill of `n_prompt` tokens, then `n_gen` greedy decode steps.
+/// Processes `depth` context tokens, then times a prefill of `n_prompt` tokens and `n_gen`
+/// greedy decode steps.
 pub fn run(args: &Args) -> Result<(), CliError> {
     for (option, value) in [("--n-prompt", args.n_prompt), ("--batch", args.batch), ("--threads", args.threads)] {
         if value == 0 {
@@ -46,11 +51,18 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let n_vocab = model.config.n_vocab as u32;
     // The scratch buffers grow with the chunk size, and chunks longer than the prompt are
     // never filled, so a huge --batch must not size them.
-    let mut session = Session::with_max_batch(&model, args.batch.min(args.n_prompt));
+    let mut session = Session::with_max_batch(&model, args.batch.min(args.n_prompt.max(args.depth)));
     session.set_threads(args.threads);
 
-    // A fixed pseudo-random prompt: speed does not depend on the ids.
-    let prompt: Vec<u32> = (0..args.n_prompt as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % n_vocab).collect();
+    // Fixed pseudo-random tokens: speed does not depend on the ids.
+    let tokens = |offset: usize, count: usize| -> Vec<u32> {
+        (offset..offset + count).map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 7) % n_vocab).collect()
+    };
+    if args.depth > 0 {
+        session.prefill(&tokens(args.n_prompt, args.depth))?;
+    }
+
+    let prompt = tokens(0, args.n_prompt);
     let start = Instant::now();
     let mut next = argmax(session.prefill(&prompt)?);
     let prompt_seconds = start.elapsed().as_secs_f64();
@@ -70,6 +82,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             "model": file.path().display().to_string(),
             "n_prompt": args.n_prompt,
             "n_gen": args.n_gen,
+            "depth": args.depth,
             "threads": args.threads,
             "prompt_tokens_per_second": pp,
             "generation_tokens_per_second": tg,
@@ -84,6 +97,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 
 fn print_text(out: &mut impl Write, model: &std::path::Path, args: &Args, pp: f64, tg: f64, rss: Option<u64>) -> std::io::Result<()> {
     writeln!(out, "model: {}", model.display())?;
+    if args.depth > 0 {
+        writeln!(out, "context:    {:>6} tokens before the prompt (untimed)", args.depth)?;
+    }
     writeln!(out, "prompt:     {:>6} tokens  {:>10.2} tokens/s", args.n_prompt, pp)?;
     writeln!(out, "generation: {:>6} tokens  {:>10.2} tokens/s", args.n_gen, tg)?;
     match rss {

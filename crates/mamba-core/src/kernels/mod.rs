@@ -1,16 +1,16 @@
 //! Matrix-vector and matrix-matrix products over every weight format.
 //!
 //! The [`scalar`] kernels are the specification. On x86-64 the entry points here run the
-//! widest tier in [`x86_64`] that the CPU supports (AVX-512, then AVX2), chosen once and
-//! cached:
+//! widest tier in [`x86_64`] that the CPU supports (AVX-512, then AVX2), and on
+//! little-endian aarch64 the NEON tier in [`aarch64`], chosen once and cached:
 //!
 //! - With the `std` feature the CPU is queried at run time on the first call.
 //! - Without it the tier is the best one the crate was compiled for (`-C target-feature`
 //!   or `-C target-cpu`), because `no_std` has no CPU query.
 //!
-//! Other architectures use the scalar kernels. [`selected_tier`] names the choice. No
-//! kernel allocates: weights are decoded block by block into registers or stack buffers,
-//! never into a dequantized copy of the matrix.
+//! Other architectures, and CPUs without the features, use the scalar kernels.
+//! [`selected_tier`] names the choice. No kernel allocates: weights are decoded block by
+//! block into registers or stack buffers, never into a dequantized copy of the matrix.
 //!
 //! The SIMD kernels decode each weight to the same f32 value as the scalar ones. They
 //! differ in the order of the additions and in rounding each product together with its
@@ -19,6 +19,13 @@
 //! (1 - n u)` with `u` the f32 unit roundoff. Subnormal results can add a tiny absolute
 //! error on top.
 
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+pub mod aarch64;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
+mod generic;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -35,6 +42,8 @@ enum Tier {
     Avx2 = 2,
     #[cfg(target_arch = "x86_64")]
     Avx512 = 3,
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    Neon = 4,
 }
 
 impl Tier {
@@ -45,12 +54,14 @@ impl Tier {
             Tier::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
             Tier::Avx512 => "avx512",
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+            Tier::Neon => "neon",
         }
     }
 }
 
 /// Returns the name of the kernel tier that [`matvec`] and [`matmul`] use on this CPU:
-/// `"scalar"`, `"avx2"` or `"avx512"`.
+/// `"scalar"`, `"avx2"`, `"avx512"` or `"neon"`.
 pub fn selected_tier() -> &'static str {
     selected().name()
 }
@@ -81,8 +92,33 @@ fn selected() -> Tier {
     }
 }
 
+/// Returns the cached tier, detecting it on the first call.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+fn selected() -> Tier {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    // 0 until the first call stores a tier, as on x86-64.
+    static SELECTED: AtomicU8 = AtomicU8::new(0);
+    match SELECTED.load(Ordering::Relaxed) {
+        1 => Tier::Scalar,
+        4 => Tier::Neon,
+        _ => {
+            let tier = if aarch64::neon::is_available() {
+                Tier::Neon
+            } else {
+                Tier::Scalar
+            };
+            SELECTED.store(tier as u8, Ordering::Relaxed);
+            tier
+        }
+    }
+}
+
 /// Returns the scalar tier, the only one on this architecture.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+)))]
 fn selected() -> Tier {
     Tier::Scalar
 }
@@ -102,6 +138,9 @@ pub fn matvec(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `selected` returns Avx512 only after avx512::is_available returned true.
         Tier::Avx512 => unsafe { x86_64::avx512::matvec(w, x, y) },
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        // SAFETY: `selected` returns Neon only after neon::is_available returned true.
+        Tier::Neon => unsafe { aarch64::neon::matvec(w, x, y) },
     }
 }
 
@@ -132,6 +171,9 @@ pub fn matmul(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `selected` returns Avx512 only after avx512::is_available returned true.
         Tier::Avx512 => unsafe { x86_64::avx512::matmul(w, x, y) },
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        // SAFETY: `selected` returns Neon only after neon::is_available returned true.
+        Tier::Neon => unsafe { aarch64::neon::matmul(w, x, y) },
     }
 }
 

@@ -8,7 +8,7 @@
 
 use core::arch::x86_64::*;
 
-use super::generic::{self, Bf16, CHUNK, F16, F32, Q4_0, Q8_0, Simd};
+use crate::kernels::generic::{self, Bf16, CHUNK, F16, F32, Q4_0, Q8_0, Simd};
 use crate::tensor::{GgmlType, Matrix};
 
 /// Weight rows per pass of matvec: four independent accumulator chains.
@@ -94,6 +94,13 @@ impl Simd for Avx512 {
             let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
             _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)))
         }
+    }
+
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: the caller ensures SSE, which every x86-64 CPU has. A prefetch reads no
+        // memory that the program can observe and never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
     }
 
     #[inline(always)]

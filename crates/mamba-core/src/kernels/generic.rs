@@ -1,4 +1,5 @@
-//! Kernel loops shared by the x86-64 tiers, written once against the [`Simd`] trait.
+//! Kernel loops shared by the SIMD tiers (x86-64 and aarch64), written once against the
+//! [`Simd`] trait.
 //!
 //! Each tier implements [`Simd`] for its register width and calls these `#[inline(always)]`
 //! loops from its own `#[target_feature]` functions. The loops and the trait methods are
@@ -14,7 +15,6 @@
 //! row `t` bit for bit. A kernel called on a subset of a matrix's rows returns the same
 //! values for those rows.
 
-use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 use core::ptr;
 
 use crate::kernels::scalar::{batch_size, check_matrix, check_matvec_lengths};
@@ -66,6 +66,9 @@ pub(super) trait Simd {
     unsafe fn fma(a: Self::V, b: Self::V, acc: Self::V) -> Self::V;
     /// Adds the lanes of `v`, always in the same order.
     unsafe fn sum(v: Self::V) -> f32;
+    /// Asks the CPU to load the cache line at `p` into L1. `p` may point anywhere, even
+    /// outside any allocation: a prefetch never faults.
+    unsafe fn prefetch(p: *const u8);
     /// Loads `n <= CHUNK` values from `p` as a chunk, zero padding past `n` and reading
     /// nothing past `p + n`.
     unsafe fn load_chunk(p: *const f32, n: usize) -> Self::Chunk;
@@ -228,9 +231,7 @@ unsafe fn dot_rows<S: Simd, F: Format, const R: usize>(
             let xs = S::load_chunk(x.as_ptr().add(c * CHUNK), CHUNK);
             for (r, acc) in acc.iter_mut().enumerate() {
                 let chunk = rows.add(r * row_bytes + c * F::CHUNK_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(
-                    chunk.wrapping_add(PREFETCH_GROUPS * R * row_bytes).cast(),
-                );
+                S::prefetch(chunk.wrapping_add(PREFETCH_GROUPS * R * row_bytes));
                 let weights = F::decode::<S>(chunk);
                 for (&w, &xv) in weights.as_ref().iter().zip(xs.as_ref()) {
                     *acc = S::fma(w, xv, *acc);
