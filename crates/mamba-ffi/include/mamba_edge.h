@@ -197,7 +197,7 @@ typedef struct mamba_session_params {
    */
   uint32_t max_batch;
   /**
-   * Where the forward pass runs: `MAMBA_BACKEND_CPU` (0) or `MAMBA_BACKEND_VULKAN` (1).
+   * Compute backend: `MAMBA_BACKEND_CPU` (0) or `MAMBA_BACKEND_VULKAN` (1).
    * Vulkan needs a library built with the `vulkan` feature; otherwise, and when no
    * Vulkan device is found, `mamba_session_new` fails with `MAMBA_STATUS_BACKEND`.
    * Saved states move between backends. `n_threads` applies to the CPU only.
