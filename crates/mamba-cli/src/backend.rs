@@ -14,6 +14,16 @@ pub enum BackendKind {
     Vulkan,
 }
 
+impl BackendKind {
+    /// Returns the name the `--backend` option takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Vulkan => "vulkan",
+        }
+    }
+}
+
 /// Backend options shared by the commands that run a model.
 #[derive(Clone, Copy, Debug, clap::Args)]
 pub struct BackendArgs {
@@ -79,9 +89,15 @@ pub enum AnySession<'m> {
 impl<'m> AnySession<'m> {
     /// Creates a session on `backend`; `threads` applies to the CPU.
     pub fn new(model: &'m Model<'m>, backend: &'m BackendModel, threads: usize) -> Result<Self, CliError> {
+        Self::with_max_batch(model, backend, threads, mamba_core::session::DEFAULT_MAX_BATCH)
+    }
+
+    /// Creates a session on `backend` whose CPU prompt chunks hold up to `max_batch` tokens;
+    /// `threads` and `max_batch` apply to the CPU, and the GPU session chooses its own chunks.
+    pub fn with_max_batch(model: &'m Model<'m>, backend: &'m BackendModel, threads: usize, max_batch: usize) -> Result<Self, CliError> {
         match backend {
             BackendModel::Cpu => {
-                let mut session = Session::new(model);
+                let mut session = Session::with_max_batch(model, max_batch);
                 session.set_threads(threads);
                 Ok(Self::Cpu(session))
             }

@@ -758,7 +758,18 @@ fn device_needs_vulkan_backend() {
 #[test]
 fn vulkan_backend_absent_without_feature() {
     mamba_edge(["generate", "x", "-n", "1", "--backend", "vulkan"]).error(&["--features vulkan"]);
+    mamba_edge(["bench", "-p", "4", "-n", "1", "--backend", "vulkan"]).error(&["--features vulkan"]);
     mamba_edge(["devices"]).error(&["--features vulkan"]);
+}
+
+/// `bench` runs on the GPU and reports the backend it measured.
+#[cfg(feature = "vulkan")]
+#[test]
+fn vulkan_bench_reports_backend() {
+    let report = mamba_edge(["bench", "-p", "8", "-n", "4", "--json", "--backend", "vulkan"]).success();
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("bench --json prints one JSON object");
+    assert_eq!(report["backend"], "vulkan");
+    assert!(report["generation_tokens_per_second"].as_f64().is_some_and(|rate| rate > 0.0));
 }
 
 /// A state saved by the GPU continues on the CPU with the same greedy tokens, and back.

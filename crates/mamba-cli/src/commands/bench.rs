@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mamba_core::Session;
 use mamba_core::sampling::argmax;
 
+use crate::backend::{AnySession, BackendArgs, BackendModel};
 use crate::error::CliError;
 use crate::model_file::ModelFile;
 
@@ -36,6 +36,8 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Processes `depth` context tokens, then times a prefill of `n_prompt` tokens and `n_gen`
@@ -51,8 +53,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let n_vocab = model.config.n_vocab as u32;
     // The scratch buffers grow with the chunk size, and chunks longer than the prompt are
     // never filled, so a huge --batch must not size them.
-    let mut session = Session::with_max_batch(&model, args.batch.min(args.n_prompt.max(args.depth)));
-    session.set_threads(args.threads);
+    let backend = BackendModel::new(&model, &args.backend)?;
+    let max_batch = args.batch.min(args.n_prompt.max(args.depth));
+    let mut session = AnySession::with_max_batch(&model, &backend, args.threads, max_batch)?;
 
     // Fixed pseudo-random tokens: speed does not depend on the ids.
     let tokens = |offset: usize, count: usize| -> Vec<u32> {
@@ -84,6 +87,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             "n_gen": args.n_gen,
             "depth": args.depth,
             "threads": args.threads,
+            "backend": args.backend.backend.name(),
             "prompt_tokens_per_second": pp,
             "generation_tokens_per_second": tg,
             "peak_rss_bytes": rss,
@@ -97,6 +101,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 
 fn print_text(out: &mut impl Write, model: &std::path::Path, args: &Args, pp: f64, tg: f64, rss: Option<u64>) -> std::io::Result<()> {
     writeln!(out, "model: {}", model.display())?;
+    writeln!(out, "backend: {}", args.backend.backend.name())?;
     if args.depth > 0 {
         writeln!(out, "context:    {:>6} tokens before the prompt (untimed)", args.depth)?;
     }
