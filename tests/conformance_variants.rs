@@ -184,6 +184,10 @@ fn saved_state_rejects_other_family() {
             let mut other = Session::new(to);
             let result = other.load_state(&saved);
             assert_eq!(result.is_ok(), i == j, "state of model {i} loaded into model {j}: {result:?}");
+            if let Err(err) = result {
+                let message = err.to_string();
+                assert!(message.contains("model, but the loaded model is"), "model {i} into {j}: {message}");
+            }
         }
     }
 }

@@ -69,7 +69,7 @@ fn params_from_gguf(path: &Path, gguf: &Gguf<'_>, arch: &str) -> Result<MambaPar
             _ => Err(ConvertError::InvalidValue {
                 path: path.to_path_buf(),
                 key: full,
-                value: format!("{value:?}"),
+                value: value.as_u64().map_or_else(|| format!("a value of type {}", value.value_type()), |v| v.to_string()),
                 expected: "a positive integer up to 2^31".to_owned(),
             }),
         }

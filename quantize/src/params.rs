@@ -229,9 +229,12 @@ pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
     })
 }
 
-/// Replaces the bare tokens `Infinity`, `-Infinity` and `NaN` outside strings with `null`.
-/// Python's `json` module writes them for non-finite floats (transformers writes Mamba-2's
-/// default `time_step_limit` as `[0.0, Infinity]`), but they are not JSON.
+/// Replaces the bare tokens `Infinity`, `-Infinity` and `NaN` outside strings with the
+/// `{"__float__": "..."}` objects that transformers 5 writes for them. Python's `json` module
+/// writes the bare tokens for non-finite floats (transformers writes Mamba-2's default
+/// `time_step_limit` as `[0.0, Infinity]`), but they are not JSON. Readers that accept a
+/// non-finite value decode the object; every other reader rejects it as not a number, so a
+/// `NaN` never passes as a missing key.
 pub(crate) fn replace_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("Infinity") && !text.contains("NaN") {
         return std::borrow::Cow::Borrowed(text);
@@ -251,7 +254,9 @@ pub(crate) fn replace_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
         } else if ch == '"' {
             in_string = true;
         } else if let Some(token) = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t)) {
-            out.push_str("null");
+            out.push_str(r#"{"__float__": ""#);
+            out.push_str(token);
+            out.push_str(r#""}"#);
             rest = &rest[token.len()..];
             continue;
         }
@@ -352,8 +357,8 @@ fn read_heads(path: &Path, obj: &Map<String, Value>, d_inner: u64) -> Result<(u6
 /// Reads Mamba-2's `time_step_limit` (mamba_ssm's `dt_limit`) from `key`, a pair
 /// `[min, max]` (default `[0, inf]`). JSON has no infinity: transformers 5 writes it as
 /// `{"__float__": "Infinity"}`, older versions and Python's `json` module as the bare token
-/// `Infinity`, which [`replace_non_finite`] turns into `null`. A null upper bound means no
-/// bound.
+/// `Infinity`, which [`replace_non_finite`] turns into that object. An infinite or null upper
+/// bound means no bound.
 pub(crate) fn read_time_step_limit(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<(f32, f32)> {
     let Some(value) = obj.get(key).filter(|v| !v.is_null()) else {
         return Ok((0.0, f32::INFINITY));
@@ -607,6 +612,23 @@ mod tests {
         let text = text.replace("Infinity]", r#"{"__float__": "Infinity"}]"#);
         let config = parse(&text).unwrap();
         assert_eq!(config.params.time_step_limit, (0.0, f32::INFINITY));
+    }
+
+    #[test]
+    fn python_nan_is_not_a_missing_key() {
+        for (extra, key) in [
+            (r#""layer_norm_epsilon": NaN"#, "layer_norm_epsilon"),
+            (r#""n_groups": Infinity"#, "n_groups"),
+            (r#""time_step_limit": [0.0, NaN]"#, "time_step_limit"),
+            (r#""time_step_limit": [-Infinity, 1.0]"#, "time_step_limit"),
+        ] {
+            let text = format!(
+                r#"{{"architectures": ["Mamba2ForCausalLM"], "hidden_size": 64,
+                     "num_hidden_layers": 1, "vocab_size": 8, {extra}}}"#
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains(key), "{key}: {message}");
+        }
     }
 
     #[test]

@@ -148,28 +148,36 @@ pub fn parse_state_spaces_config(path: &Path, json: Value) -> Result<HfConfig> {
 
 /// Rejects the `MambaConfig` options that add blocks a GGUF Mamba model cannot hold.
 fn check_layout(path: &Path, obj: &Map<String, Value>) -> Result<()> {
-    let unsupported = |found: String| ConvertError::UnsupportedArchitecture {
+    let unsupported = |key: &str, value: String, reason: &'static str| ConvertError::UnsupportedOption {
         path: path.to_path_buf(),
-        found,
+        key: key.to_owned(),
+        value,
+        reason,
     };
-    if optional_zero(path, obj, "d_intermediate")? != 0 {
+    let d_intermediate = optional_zero(path, obj, "d_intermediate")?;
+    if d_intermediate != 0 {
         return Err(unsupported(
-            "a Mamba model with MLP blocks (d_intermediate > 0)".to_owned(),
+            "d_intermediate",
+            d_intermediate.to_string(),
+            "it adds MLP blocks, which GGUF Mamba models do not have; only 0 converts",
         ));
     }
     match obj.get("attn_layer_idx") {
         None | Some(Value::Null) => {}
         Some(Value::Array(layers)) if layers.is_empty() => {}
-        Some(_) => {
+        Some(other) => {
             return Err(unsupported(
-                "a hybrid Mamba model with attention layers (attn_layer_idx)".to_owned(),
+                "attn_layer_idx",
+                other.to_string(),
+                "it adds attention layers (a hybrid model), which GGUF Mamba models do not have; only an empty list converts",
             ));
         }
     }
     if get_bool(path, obj, "rms_norm")? == Some(false) {
         return Err(unsupported(
-            "a Mamba model with LayerNorm (rms_norm false); GGUF Mamba models use RMSNorm"
-                .to_owned(),
+            "rms_norm",
+            "false".to_owned(),
+            "it selects LayerNorm, and GGUF Mamba models use RMSNorm; only true converts",
         ));
     }
     Ok(())

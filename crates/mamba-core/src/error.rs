@@ -236,6 +236,12 @@ impl fmt::Display for StateError {
                 f,
                 "session state format version {found} is not supported (this build reads version {supported}); recreate the state"
             ),
+            Self::ModelMismatch { field: "architecture", saved, model } => write!(
+                f,
+                "session state was saved for a {} model, but the loaded model is {}; use the same model file",
+                family_name(*saved),
+                family_name(*model)
+            ),
             Self::ModelMismatch { field, saved, model } => write!(
                 f,
                 "session state was saved for a model with {field} = {saved}, but the loaded model has {model}; use the same model file"
@@ -250,3 +256,13 @@ impl fmt::Display for StateError {
 }
 
 impl core::error::Error for StateError {}
+
+/// Returns the name of a model family code in a saved-state header.
+fn family_name(code: u64) -> &'static str {
+    match code {
+        1 => "mamba",
+        2 => "mamba2",
+        3 => "falcon-mamba",
+        _ => "unknown-family",
+    }
+}
