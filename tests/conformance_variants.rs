@@ -140,7 +140,7 @@ fn mamba2_hyperparameters_from_file() {
     assert_eq!(model.config.dt_max, 0.02, "time_step_limit[1]");
 }
 
-/// The longest sequence of the fixture.
+/// Returns the fixture's longest sequence.
 fn long_sequence(fixture: &Fixture) -> &[u32] {
     fixture.sequences.iter().max_by_key(|s| s.len()).unwrap()
 }
@@ -221,8 +221,8 @@ fn threads_give_same_logits() {
 /// llama.cpp's converter does not store Falcon-Mamba's `mixer_rms_eps`, so the engine
 /// normalises dt, B and C of that file with the layer epsilon, 1e-5, as llama.cpp does, where
 /// transformers uses the fixture's 1e-3. On `falcon` that moves the logits by 1.6e-2 relative
-/// L2. The test checks that default, then sets the fixture's epsilon and holds the file to the
-/// F32 bound.
+/// L2. The test checks that default. It then sets the fixture's epsilon and checks the file
+/// against the F32 bound.
 #[test]
 fn llamacpp_files_match_references() {
     let fixture = Fixture::load("mamba2_g1");

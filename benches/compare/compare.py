@@ -522,7 +522,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5, help="alternating repetitions per file in the bench stage (default: 5)")
     parser.add_argument("--n-prompt", type=int, default=512, help="prompt tokens (default: 512)")
     parser.add_argument("--n-gen", type=int, default=128, help="generated tokens (default: 128)")
-    parser.add_argument("--max-context", type=int, default=32768, help="longest context of the depth stage, in tokens (default: 32768)")
+    parser.add_argument("--max-context", type=int, default=32768, help="maximum context of the depth stage, in tokens (default: 32768)")
     parser.add_argument("--depth-formats", type=comma_list(FORMATS), default=["q8_0"], help="formats of the depth stage (default: q8_0)")
     parser.add_argument("--depth-gen", type=int, default=64, help="generated tokens per depth point (default: 64)")
     parser.add_argument("--membw-mib", type=int, default=1024, help="buffer size of the bandwidth test in MiB (default: 1024)")

@@ -91,7 +91,7 @@ pub enum ConvertError {
         expected: String,
     },
 
-    /// The checkpoint is not a model the converter knows.
+    /// The checkpoint's architecture is not one the converter supports.
     #[error(
         "{path}: architecture {found} is not supported yet; mamba-quantize converts \
          MambaForCausalLM, FalconMambaForCausalLM and Mamba2ForCausalLM checkpoints"
@@ -112,7 +112,7 @@ pub enum ConvertError {
         key: String,
         /// The value found, as JSON.
         value: String,
-        /// What the engine computes instead and which value converts.
+        /// The reason, with the value that does convert.
         reason: &'static str,
     },
 

@@ -360,7 +360,7 @@ mod tests {
         MambaParams::mamba1(768, 24, 1536, 16, 4, 48, 50280, 1e-5)
     }
 
-    /// The dimensions of state-spaces/mamba2-130m: 24 heads of 64, one group.
+    /// Returns the dimensions of state-spaces/mamba2-130m: 24 heads of 64, one group.
     fn mamba2_params() -> MambaParams {
         MambaParams {
             family: Family::Mamba2,

@@ -233,8 +233,8 @@ pub fn parse_hf_config(path: &Path, text: &str) -> Result<HfConfig> {
 /// `{"__float__": "..."}` objects that transformers 5 writes for them. Python's `json` module
 /// writes the bare tokens for non-finite floats (transformers writes Mamba-2's default
 /// `time_step_limit` as `[0.0, Infinity]`), but they are not JSON. Readers that accept a
-/// non-finite value decode the object; every other reader rejects it as not a number, so a
-/// `NaN` never passes as a missing key.
+/// non-finite value decode the object. Every other reader rejects it as not a number, so a
+/// `NaN` is never read as a missing key.
 pub(crate) fn replace_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("Infinity") && !text.contains("NaN") {
         return std::borrow::Cow::Borrowed(text);

@@ -212,7 +212,7 @@ fn json_u32_array(json: &str, key: &str) -> Vec<u32> {
 }
 
 /// Reads the string that follows the first `key` in `json`, undoing the escapes `\n`, `\t`,
-/// `\"` and `\\`; returns an empty string when the key is absent.
+/// `\"` and `\\`. Returns an empty string when the key is absent.
 fn json_string(json: &str, key: &str) -> String {
     let Some(after_key) = json.split_once(key).and_then(|(_, rest)| rest.split_once('"')).map(|(_, rest)| rest) else {
         return String::new();

@@ -92,8 +92,9 @@ impl<'m> AnySession<'m> {
         Self::with_max_batch(model, backend, threads, mamba_core::session::DEFAULT_MAX_BATCH)
     }
 
-    /// Creates a session on `backend` whose CPU prompt chunks hold up to `max_batch` tokens;
-    /// `threads` and `max_batch` apply to the CPU, and the GPU session chooses its own chunks.
+    /// Creates a session on `backend` whose CPU prompt chunks hold up to `max_batch` tokens.
+    /// `threads` and `max_batch` apply to the CPU only, because the GPU session chooses its own
+    /// chunks.
     pub fn with_max_batch(model: &'m Model<'m>, backend: &'m BackendModel, threads: usize, max_batch: usize) -> Result<Self, CliError> {
         match backend {
             BackendModel::Cpu => {

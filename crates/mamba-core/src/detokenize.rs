@@ -159,7 +159,7 @@ impl Utf8Stream {
 
     /// Adds one byte and passes any text it completes to `emit`.
     pub fn push<E>(&mut self, byte: u8, emit: &mut impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
-        // `pending` holds at most 3 bytes of an incomplete character here.
+        // `pending` contains at most 3 bytes of an incomplete character here.
         let _ = self.pending.push(byte);
         loop {
             match core::str::from_utf8(&self.pending) {
@@ -210,7 +210,8 @@ mod tests {
     use std::string::String;
     use std::vec::Vec;
 
-    /// The byte-level alphabet, written out independently of `char_to_byte`.
+    /// Maps a byte to its character in the byte-level alphabet, written out independently of
+    /// `char_to_byte`.
     fn byte_to_char(byte: u8) -> char {
         let mut next = 0x100u32;
         for b in 0..=255u8 {

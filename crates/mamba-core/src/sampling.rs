@@ -247,7 +247,7 @@ impl Sampler {
                 }
             }
             let at = top.partition_point(|c| rank(c, &cand).is_le());
-            // `top` holds fewer than k <= K entries here, so the insert succeeds.
+            // `top` contains fewer than k <= K entries here, so the insert succeeds.
             let _ = top.insert(at, cand);
         }
         Ok(self.draw(&mut top))

@@ -24,7 +24,7 @@ enum Logits {
 /// The recurrent state stays in GPU memory between tokens, in the CPU session's value order.
 /// Each chunk of tokens is one command buffer: embedding, every layer, final norm and LM
 /// head. A command buffer is recorded once per chunk length and logits mode and replayed
-/// afterwards, so decoding replays the same one-token buffer at every step; only the token
+/// afterwards, so decoding replays the same one-token buffer at every step. Only the token
 /// ids are written before each submission.
 pub struct GpuSession {
     model: Arc<GpuModel>,

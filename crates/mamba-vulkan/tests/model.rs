@@ -120,7 +120,7 @@ fn chunked_prefill_equals_one_chunk() {
     check_rows("prefill vs prefill_all", &[last], &whole[whole.len() - 1..], 1e-6);
 }
 
-/// The default model converted to F32 from its checkpoint.
+/// Converts the default model to F32 from its checkpoint and returns the file's bytes.
 fn default_model_f32() -> Vec<u8> {
     let dir = std::env::temp_dir().join(format!("mamba-vulkan-default-f32-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -24,7 +24,7 @@ const ELEMENTWISE_TOLERANCE: f32 = 1e-5;
 /// Weight formats the shaders read.
 const FORMATS: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0];
 
-/// A random `rows × cols` matrix stored at `dtype`, with its decoded f32 values.
+/// Returns a random `rows × cols` matrix stored at `dtype`, with its decoded f32 values.
 fn random_matrix(rng: &mut Rng, dtype: GgmlType, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
     let row_bytes = dtype.row_bytes(cols).expect("cols fits the format");
     let mut bytes = vec![0u8; rows * row_bytes];

@@ -16,7 +16,7 @@ use super::ssm_scan::ScanKernel;
 
 /// Inputs of one Mamba-2 scan over `n_tokens` positions.
 ///
-/// `xbc` holds the conv output after SiLU, one row of `x_stride` values per token: x
+/// `xbc` contains the conv output after SiLU, one row of `x_stride` values per token: x
 /// (`n_head * head_dim` values, head `h` at `h * head_dim`), then B (`n_group * d_state`), then C
 /// (`n_group * d_state`).
 #[derive(Clone, Copy, Debug)]
@@ -205,8 +205,8 @@ unsafe fn scan_heads_avx512(
     scan_heads(inputs, n_tokens, heads, state, emit);
 }
 
-/// The loop of [`ssd_scan`], inlined into each kernel so that it is compiled for that kernel's
-/// instruction set. The shapes are checked by the caller.
+/// Runs the loop of [`ssd_scan`]. It is inlined into each kernel, so it is compiled for that
+/// kernel's instruction set. The caller checks the shapes.
 #[inline(always)]
 fn scan_heads(
     inputs: &SsdInputs<'_>,
