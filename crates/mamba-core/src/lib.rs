@@ -35,6 +35,7 @@ pub mod stop;
 pub mod tensor;
 
 pub use error::{Error, ModelError, StateError};
+pub use kernels::Inputs;
 pub use model::{Arch, Config, Model};
 pub use pool::Parallel;
 pub use sampling::{Sampler, SamplerParams};

@@ -18,6 +18,10 @@
 //! product, as the scalar one is, where `n` is the row length and `gamma(n) = n u /
 //! (1 - n u)` with `u` the f32 unit roundoff. Subnormal results can add a tiny absolute
 //! error on top.
+//!
+//! [`matvec_with`] and [`matmul_with`] with [`Inputs::Int8`] round the inputs of Q8_0 and
+//! Q4_0 matrices to 8 bits instead and multiply them with integer instructions ([`int8`]),
+//! where this CPU has such a tier ([`selected_int8_tier`]).
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 pub mod aarch64;
@@ -26,6 +30,7 @@ pub mod aarch64;
     all(target_arch = "aarch64", target_endian = "little")
 ))]
 mod generic;
+pub mod int8;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -121,6 +126,134 @@ fn selected() -> Tier {
 )))]
 fn selected() -> Tier {
     Tier::Scalar
+}
+
+/// The kernels for Q8_0 and Q4_0 weights with 8-bit inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Int8Tier {
+    None = 1,
+    #[cfg(target_arch = "x86_64")]
+    Avx2 = 2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni = 3,
+}
+
+impl Int8Tier {
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Int8Tier::None => None,
+            #[cfg(target_arch = "x86_64")]
+            Int8Tier::Avx2 => Some("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Int8Tier::Vnni => Some("avx512-vnni"),
+        }
+    }
+}
+
+/// Returns the name of the tier that [`matvec_with`] and [`matmul_with`] use for 8-bit
+/// inputs on this CPU (`"avx512-vnni"` or `"avx2"`), or `None` when it has none and they
+/// run the exact kernels.
+pub fn selected_int8_tier() -> Option<&'static str> {
+    selected_int8().name()
+}
+
+/// Returns the cached 8-bit input tier, detecting it on the first call.
+#[cfg(target_arch = "x86_64")]
+fn selected_int8() -> Int8Tier {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    // 0 until the first call stores a tier, as for `selected`.
+    static SELECTED: AtomicU8 = AtomicU8::new(0);
+    match SELECTED.load(Ordering::Relaxed) {
+        1 => Int8Tier::None,
+        2 => Int8Tier::Avx2,
+        3 => Int8Tier::Vnni,
+        _ => {
+            let tier = if x86_64::int8::vnni::is_available() {
+                Int8Tier::Vnni
+            } else if x86_64::int8::avx2::is_available() {
+                Int8Tier::Avx2
+            } else {
+                Int8Tier::None
+            };
+            SELECTED.store(tier as u8, Ordering::Relaxed);
+            tier
+        }
+    }
+}
+
+/// Returns no 8-bit input tier: this architecture has none yet.
+#[cfg(not(target_arch = "x86_64"))]
+fn selected_int8() -> Int8Tier {
+    Int8Tier::None
+}
+
+/// How [`matvec_with`] and [`matmul_with`] treat their f32 inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inputs {
+    /// Multiply the f32 inputs as they are, as [`matvec`] and [`matmul`] do.
+    Exact,
+    /// For Q8_0 and Q4_0 matrices of at most [`int8::MAX_COLS`] columns, round the inputs
+    /// to 8 bits in blocks of 32 and use the integer kernels of [`selected_int8_tier`], as
+    /// llama.cpp does. Other matrices, and CPUs without such a tier, get exact inputs.
+    Int8,
+}
+
+/// Runs the 8-bit input kernel for `w` when `inputs` asks for it and this CPU has one.
+/// Returns false, having done nothing, otherwise.
+fn try_int8(w: &Matrix<'_>, x: &[f32], y: &mut [f32], inputs: Inputs, matmul: bool) -> bool {
+    if inputs != Inputs::Int8 || !int8::supports(w) {
+        return false;
+    }
+    match selected_int8() {
+        Int8Tier::None => false,
+        #[cfg(target_arch = "x86_64")]
+        Int8Tier::Avx2 => {
+            // SAFETY: `selected_int8` returns Avx2 only after its is_available returned true.
+            unsafe {
+                if matmul {
+                    x86_64::int8::avx2::matmul_unchecked(w, x, y)
+                } else {
+                    x86_64::int8::avx2::matvec_unchecked(w, x, y)
+                }
+            }
+            true
+        }
+        #[cfg(target_arch = "x86_64")]
+        Int8Tier::Vnni => {
+            // SAFETY: `selected_int8` returns Vnni only after its is_available returned true.
+            unsafe {
+                if matmul {
+                    x86_64::int8::vnni::matmul_unchecked(w, x, y)
+                } else {
+                    x86_64::int8::vnni::matvec_unchecked(w, x, y)
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Computes `y = W x` like [`matvec`], with the inputs treated as `inputs` says.
+///
+/// # Panics
+/// As [`matvec`].
+pub fn matvec_with(w: &Matrix<'_>, x: &[f32], y: &mut [f32], inputs: Inputs) {
+    if !try_int8(w, x, y, inputs, false) {
+        matvec(w, x, y);
+    }
+}
+
+/// Computes `y[t] = W x[t]` like [`matmul`], with the inputs treated as `inputs` says. Row
+/// `t` of `y` equals [`matvec_with`] on row `t` of `x`, bit for bit.
+///
+/// # Panics
+/// As [`matmul`].
+pub fn matmul_with(w: &Matrix<'_>, x: &[f32], y: &mut [f32], inputs: Inputs) {
+    if !try_int8(w, x, y, inputs, true) {
+        matmul(w, x, y);
+    }
 }
 
 /// Computes `y[r] = sum_c W[r, c] * x[c]`, with `x` of length `w.cols` and `y` of length

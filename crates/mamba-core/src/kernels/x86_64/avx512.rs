@@ -1,8 +1,7 @@
 //! AVX-512 kernels: 16-lane f32 vectors with FMA, and F16C for the block scales.
 //!
-//! Only AVX-512F instructions are used. VNNI and AVX512_BF16 multiply 8-bit or bf16
-//! operands on both sides, so they would need the f32 activations quantized, which would
-//! lose the accuracy the scalar kernels define. Each format has a safe `matvec_<format>`
+//! Only AVX-512F instructions are used: the inputs stay f32. VNNI multiplies 8-bit operands
+//! on both sides, so it serves the kernels with 8-bit inputs in [`super::int8`]. Each format has a safe `matvec_<format>`
 //! and `matmul_<format>` that panic when [`is_available`] is false, and `_unchecked`
 //! variants for callers that have checked.
 
