@@ -303,6 +303,10 @@ fn scan_block(inputs: &ScanInputs<'_>, block: Block, state: &mut [f32], emit: &m
     const L: usize = SCAN_BLOCK;
     let ScanInputs { d_inner, d_state, x, dt, a, bc, bc_stride, b_offset, c_offset, d, z, z_stride } = *inputs;
     let Block { c0, width, n_tokens } = block;
+    if n_tokens == 1 {
+        step_block(inputs, block, state, emit);
+        return;
+    }
 
     let mut h = [[0.0f32; L]; STATE_TILE];
     let mut a_tile = [[0.0f32; L]; STATE_TILE];
@@ -366,6 +370,63 @@ fn scan_block(inputs: &ScanInputs<'_>, block: Block, state: &mut [f32], emit: &m
         }
     }
 }
+
+/// Scans one token (a decode step) for one block of channels, with the state entries of
+/// each channel as vector lanes. A channel's state row and its row of A are contiguous, so
+/// nothing is transposed, which at one token would cost more than the update itself.
+///
+/// The state update is the same as in [`scan_block`]. The output sums `h * C` over the
+/// state entries in [`STATE_LANES`] lanes and then adds the lanes, so its rounding can
+/// differ from the prefill path's by a few units in the last place.
+#[inline(always)]
+fn step_block(inputs: &ScanInputs<'_>, block: Block, state: &mut [f32], emit: &mut dyn FnMut(usize, usize, &[f32])) {
+    use super::fast_math::{exp, silu};
+    const L: usize = STATE_LANES;
+    let ScanInputs { d_state, x, dt, a, bc, b_offset, c_offset, d, z, .. } = *inputs;
+    let Block { c0, width, .. } = block;
+    let b = &bc[b_offset..][..d_state];
+    let c_row = &bc[c_offset..][..d_state];
+
+    let mut out = [0.0f32; SCAN_BLOCK];
+    for (l, out) in out.iter_mut().enumerate().take(width) {
+        let channel = c0 + l;
+        let (dt_c, x_c) = (dt[channel], x[channel]);
+        let h = &mut state[l * d_state..][..d_state];
+        let a_c = &a[channel * d_state..][..d_state];
+
+        let mut acc = [0.0f32; L];
+        let (h_full, h_rest) = h.as_chunks_mut::<L>();
+        let (a_full, a_rest) = a_c.as_chunks::<L>();
+        let (b_full, b_rest) = b.as_chunks::<L>();
+        let (c_full, c_rest) = c_row.as_chunks::<L>();
+        for (((h, a), b), c) in h_full.iter_mut().zip(a_full).zip(b_full).zip(c_full) {
+            for i in 0..L {
+                let decay = exp(dt_c * a[i]);
+                h[i] = decay * h[i] + (dt_c * b[i]) * x_c;
+                acc[i] += h[i] * c[i];
+            }
+        }
+        for i in 0..h_rest.len() {
+            let decay = exp(dt_c * a_rest[i]);
+            h_rest[i] = decay * h_rest[i] + (dt_c * b_rest[i]) * x_c;
+            acc[i] += h_rest[i] * c_rest[i];
+        }
+
+        // Add the lanes pairwise: 8 sums of two, then 4, 2 and 1.
+        let mut width = L / 2;
+        while width > 0 {
+            for i in 0..width {
+                acc[i] += acc[i + width];
+            }
+            width /= 2;
+        }
+        *out = (acc[0] + x_c * d[channel]) * silu(z[channel]);
+    }
+    emit(0, c0, &out[..width]);
+}
+
+/// Lanes of the state entries in [`step_block`].
+const STATE_LANES: usize = 16;
 
 /// Returns the first `width` values of `src` as lanes, with zeros after them. A full block
 /// takes a fixed-size copy, which compiles to vector loads instead of a `memcpy` call.
