@@ -1,7 +1,7 @@
 //! The compute backend a command runs the model on: the CPU, or a Vulkan GPU when the
 //! binary was built with the `vulkan` feature.
 
-use mamba_core::{Model, Session};
+use mamba_core::{Inputs, Model, Session};
 
 use crate::error::CliError;
 
@@ -34,12 +34,23 @@ pub struct BackendArgs {
     /// GPU, else the first integrated, virtual or CPU device.
     #[arg(long)]
     pub device: Option<usize>,
+    /// Keep the inputs of Q8_0 and Q4_0 matrix products in f32 on the CPU instead of
+    /// rounding them to 8 bits: slower, and the logits then depend on the weights alone.
+    #[arg(long)]
+    pub exact_inputs: bool,
+}
+
+impl BackendArgs {
+    /// Returns how the CPU's matrix products treat their inputs.
+    pub fn inputs(&self) -> Inputs {
+        if self.exact_inputs { Inputs::Exact } else { Inputs::Int8 }
+    }
 }
 
 /// A model prepared for the chosen backend. Sessions borrow it.
 pub enum BackendModel {
     /// The CPU reads the weights in place.
-    Cpu,
+    Cpu(Inputs),
     /// The weights uploaded to a GPU.
     #[cfg(feature = "vulkan")]
     Vulkan(std::sync::Arc<mamba_vulkan::GpuModel>),
@@ -52,7 +63,7 @@ impl BackendModel {
             if args.device.is_some() {
                 return Err(CliError::Usage("--device selects a Vulkan device; add --backend vulkan".into()));
             }
-            return Ok(Self::Cpu);
+            return Ok(Self::Cpu(args.inputs()));
         }
         vulkan_model(model, args)
     }
@@ -97,9 +108,10 @@ impl<'m> AnySession<'m> {
     /// chunks.
     pub fn with_max_batch(model: &'m Model<'m>, backend: &'m BackendModel, threads: usize, max_batch: usize) -> Result<Self, CliError> {
         match backend {
-            BackendModel::Cpu => {
+            BackendModel::Cpu(inputs) => {
                 let mut session = Session::with_max_batch(model, max_batch);
                 session.set_threads(threads);
+                session.set_inputs(*inputs);
                 Ok(Self::Cpu(session))
             }
             #[cfg(feature = "vulkan")]

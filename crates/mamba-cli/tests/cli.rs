@@ -621,6 +621,31 @@ fn bench_prints_json_report() {
     assert_eq!(report["n_prompt"], 16);
     assert_eq!(report["n_gen"], 8);
     assert_eq!(report["model"], path_str(&model));
+    let kernels = report["kernels"].as_str().unwrap_or_else(|| panic!("kernels: {report}"));
+    assert!(kernels.starts_with(mamba_core::kernels::selected_tier()), "kernels = {kernels}");
+}
+
+/// The shipped Q8_0 model with `--exact-inputs` gives the recorded continuation, which is
+/// transformers' greedy one; the README of the model says so.
+#[test]
+fn exact_inputs_reproduce_recorded_continuation() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/default/expected.json");
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let prompt = expected["prompt"].as_str().unwrap();
+    let ids: Vec<u32> = expected["engine_q8_0"]["generated_token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+
+    let dir = TempDir::new("exact-inputs");
+    let out = dir.join("logits.npy");
+    let prompt_ids: Vec<u32> = expected["prompt_token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let all: Vec<u32> = prompt_ids.iter().chain(&ids[..ids.len() - 1]).copied().collect();
+    mamba_edge(["logits", "--step", "--exact-inputs", "--tokens", &id_list(&all), "--out", path_str(&out)]).success();
+    let logits = read_npy(&out);
+    for (i, &id) in ids.iter().enumerate() {
+        assert_eq!(argmax(logits.row(prompt_ids.len() - 1 + i)) as u32, id, "generated token {i} with --exact-inputs ({prompt:?})");
+    }
+
+    let text = mamba_edge(["generate", prompt, "-n", "48", "--temp", "0", "--exact-inputs"]).success();
+    assert!(text.contains("_format_c_size"), "--exact-inputs text:\n{text}");
 }
 
 #[test]

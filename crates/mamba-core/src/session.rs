@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 mod mamba2;
 
 use crate::error::{Error, StateError};
-use crate::kernels::{dequantize_matrix_row, matmul, matvec};
+use crate::kernels::{Inputs, dequantize_matrix_row, matmul_with, matvec_with};
 use crate::model::{Arch, Config, Layer, LayerWeights, Model};
 use crate::ops::conv1d::{ConvShape, causal_conv1d_advance, causal_conv1d_tokens};
 use crate::ops::fast_math::{silu_slice, softplus};
@@ -119,6 +119,7 @@ pub struct Session<'m, S> {
     has_logits: bool,
     executor: Executor<'m>,
     min_parallel_work: usize,
+    inputs: Inputs,
 }
 
 /// The executor a session splits its forward pass with.
@@ -152,7 +153,7 @@ impl<'m> Session<'m, Vec<f32>> {
         let layout = ScratchLayout::new(&model.config, max_batch);
         let state = alloc::vec![0.0; model.config.state_len()];
         let scratch = alloc::vec![0.0; layout.len()];
-        Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK }
+        Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK, inputs: Inputs::Int8 }
     }
 }
 
@@ -178,7 +179,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         }
         state.as_mut().fill(0.0);
         scratch.as_mut().fill(0.0);
-        Ok(Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK })
+        Ok(Self { model, state, scratch, layout, n_past: 0, has_logits: false, executor: Executor::Serial, min_parallel_work: MIN_PARALLEL_WORK, inputs: Inputs::Int8 })
     }
 
     /// Runs the forward pass on `threads` threads: the caller and a pool of `threads - 1`
@@ -206,6 +207,21 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
     /// [`MIN_PARALLEL_WORK`]. The logits do not depend on it.
     pub fn set_min_parallel_work(&mut self, work: usize) {
         self.min_parallel_work = work;
+    }
+
+    /// Sets how the matrix products of [`Session::step`], the decode path, treat their
+    /// inputs. The default, [`Inputs::Int8`], rounds the inputs of Q8_0 and Q4_0 matrices to
+    /// 8 bits where the CPU has integer kernels for them, as llama.cpp does, which speeds up
+    /// decoding. [`Inputs::Exact`] keeps them f32, so the logits depend on the weights alone.
+    /// Prefill always keeps f32 inputs: there the f32 matmul decodes each weight once per
+    /// chunk, and it measured faster than the integer kernels.
+    pub fn set_inputs(&mut self, inputs: Inputs) {
+        self.inputs = inputs;
+    }
+
+    /// Returns how the matrix products of decode steps treat their inputs ([`Session::set_inputs`]).
+    pub fn inputs(&self) -> Inputs {
+        self.inputs
     }
 
     /// Maximum number of threads the forward pass runs on.
@@ -246,18 +262,24 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         &self.scratch.as_ref()[start..start + self.model.config.n_vocab]
     }
 
-    /// Processes one token and returns the logits for the next.
+    /// Processes one token and returns the logits for the next. This is the decode path: its
+    /// matrix products treat their inputs as set by [`Session::set_inputs`].
     pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
-        self.prefill(&[token])
+        self.check_tokens(&[token])?;
+        self.forward_chunk(&[token], Logits::Last, self.inputs, &mut |_, _| {});
+        self.has_logits = true;
+        Ok(self.logits_slice())
     }
 
-    /// Processes `tokens` in order and returns the logits after the last one.
+    /// Processes `tokens` in order and returns the logits after the last one. The matrix
+    /// products keep exact f32 inputs, so the result does not depend on how the prompt is
+    /// split into chunks.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
         self.check_tokens(tokens)?;
         let last_chunk_start = (tokens.len() - 1) / self.layout.max_batch * self.layout.max_batch;
         for (i, chunk) in tokens.chunks(self.layout.max_batch).enumerate() {
             let is_last = i * self.layout.max_batch == last_chunk_start;
-            self.forward_chunk(chunk, if is_last { Logits::Last } else { Logits::None }, &mut |_, _| {});
+            self.forward_chunk(chunk, if is_last { Logits::Last } else { Logits::None }, Inputs::Exact, &mut |_, _| {});
         }
         self.has_logits = true;
         Ok(self.logits_slice())
@@ -269,7 +291,7 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         self.check_tokens(tokens)?;
         for (i, chunk) in tokens.chunks(self.layout.max_batch).enumerate() {
             let base = i * self.layout.max_batch;
-            self.forward_chunk(chunk, Logits::All, &mut |t, logits| on_logits(base + t, logits));
+            self.forward_chunk(chunk, Logits::All, Inputs::Exact, &mut |t, logits| on_logits(base + t, logits));
         }
         self.has_logits = true;
         Ok(())
@@ -319,15 +341,16 @@ impl<'m, S: AsRef<[f32]> + AsMut<[f32]>> Session<'m, S> {
         }
     }
 
-    /// Runs every layer over one chunk of at most `max_batch` checked tokens.
-    fn forward_chunk(&mut self, tokens: &[u32], logits: Logits, on_logits: &mut dyn FnMut(usize, &[f32])) {
+    /// Runs every layer over one chunk of at most `max_batch` checked tokens, with the matrix
+    /// inputs treated as `inputs` selects.
+    fn forward_chunk(&mut self, tokens: &[u32], logits: Logits, inputs: Inputs, on_logits: &mut dyn FnMut(usize, &[f32])) {
         let model = self.model;
         let c = model.config;
         let n = tokens.len();
         let l = self.layout;
         let scratch = self.scratch.as_mut();
         let state = self.state.as_mut();
-        let par = Split { executor: self.executor.get(), min_work: self.min_parallel_work };
+        let par = Split { executor: self.executor.get(), min_work: self.min_parallel_work, inputs };
 
         // Split the scratch buffer into its named parts, each `n` rows long.
         let (hidden, rest) = scratch[l.hidden..].split_at_mut(l.normed - l.hidden);
@@ -461,7 +484,7 @@ fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_st
     causal_conv1d_advance(shape, conv_state, xz, n);
 
     // x_proj gives each row [dt (dt_rank) | B (d_state) | C (d_state)].
-    par_matmul(par, &layer.ssm_x, xc, dbc);
+    par_matmul(par.exact(), &layer.ssm_x, xc, dbc);
 
     // Falcon-Mamba normalises each of the three parts, without weights.
     if c.dt_b_c_rms {
@@ -694,9 +717,15 @@ const ACTIVATION_COST: usize = 16;
 struct Split<'a> {
     executor: &'a dyn Parallel,
     min_work: usize,
+    inputs: Inputs,
 }
 
 impl<'a> Split<'a> {
+    /// Returns the same split with exact inputs.
+    fn exact(self) -> Self {
+        Self { inputs: Inputs::Exact, ..self }
+    }
+
     /// Returns the executor, or [`Serial`] for a step of less than `min_work`.
     fn for_work(self, work: usize) -> &'a dyn Parallel {
         if work < self.min_work { &Serial } else { self.executor }
@@ -711,10 +740,10 @@ impl<'a> Split<'a> {
 /// own weight row.
 fn par_matmul(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
     let m = x.len().checked_div(w.cols).unwrap_or(0);
-    let split = par;
+    let (split, inputs) = (par, par.inputs);
     let par = par.for_work(m * w.rows * w.cols);
     if par.threads() == 1 || w.cols == 0 {
-        matmul(w, x, y);
+        matmul_with(w, x, y, inputs);
         return;
     }
     if m == 1 {
@@ -727,15 +756,16 @@ fn par_matmul(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
         let x = &x[rows.start * w.cols..rows.end * w.cols];
         // SAFETY: `run` passes disjoint input row ranges, so these rows of y are disjoint.
         let y = unsafe { y_out.slice(rows.start * w.rows..rows.end * w.rows) };
-        matmul(w, x, y);
+        matmul_with(w, x, y, inputs);
     });
 }
 
 /// Computes `y = W x` like [`matvec`], split across `par`'s threads by weight rows.
 fn par_matvec(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+    let inputs = par.inputs;
     let par = par.for_work(w.rows * w.cols);
     if par.threads() == 1 {
-        matvec(w, x, y);
+        matvec_with(w, x, y, inputs);
         return;
     }
     assert_eq!(y.len(), w.rows, "matvec: y has {} elements, but w has {} rows", y.len(), w.rows);
@@ -745,7 +775,7 @@ fn par_matvec(par: Split<'_>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
         let part = Matrix { dtype: w.dtype, rows: rows.len(), cols: w.cols, data: &w.data[rows.start * row_bytes..rows.end * row_bytes] };
         // SAFETY: `run` passes disjoint row ranges.
         let y = unsafe { y_out.slice(rows) };
-        matvec(&part, x, y);
+        matvec_with(&part, x, y, inputs);
     });
 }
 

@@ -88,6 +88,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             "depth": args.depth,
             "threads": args.threads,
             "backend": args.backend.backend.name(),
+            "kernels": kernels(args),
             "prompt_tokens_per_second": pp,
             "generation_tokens_per_second": tg,
             "peak_rss_bytes": rss,
@@ -102,6 +103,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 fn print_text(out: &mut impl Write, model: &std::path::Path, args: &Args, pp: f64, tg: f64, rss: Option<u64>) -> std::io::Result<()> {
     writeln!(out, "model: {}", model.display())?;
     writeln!(out, "backend: {}", args.backend.backend.name())?;
+    writeln!(out, "kernels: {}", kernels(args))?;
     if args.depth > 0 {
         writeln!(out, "context:    {:>6} tokens before the prompt (untimed)", args.depth)?;
     }
@@ -110,6 +112,16 @@ fn print_text(out: &mut impl Write, model: &std::path::Path, args: &Args, pp: f6
     match rss {
         Some(bytes) => writeln!(out, "peak RSS:   {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
         None => writeln!(out, "peak RSS:   unavailable on this platform"),
+    }
+}
+
+/// Names the CPU kernel tiers this run uses, for example `avx512, 8-bit inputs avx512-vnni`.
+fn kernels(args: &Args) -> String {
+    let tier = mamba_core::kernels::selected_tier();
+    match (args.backend.inputs(), mamba_core::kernels::selected_int8_tier()) {
+        (mamba_core::Inputs::Int8, Some(int8)) => format!("{tier}, 8-bit inputs {int8}"),
+        (mamba_core::Inputs::Int8, None) => format!("{tier}, f32 inputs (no 8-bit tier on this CPU)"),
+        (mamba_core::Inputs::Exact, _) => format!("{tier}, f32 inputs (--exact-inputs)"),
     }
 }
 

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-use mamba_core::Session;
+use mamba_core::{Inputs, Session};
 
 use crate::error::CliError;
 use crate::model_file::ModelFile;
@@ -32,6 +32,10 @@ pub struct Args {
     /// physical cores.
     #[arg(short, long, default_value_t = super::default_threads())]
     pub threads: usize,
+    /// With --step, keep the inputs of Q8_0 and Q4_0 matrix products in f32 instead of
+    /// rounding them to 8 bits (the prefill path always keeps them in f32).
+    #[arg(long)]
+    pub exact_inputs: bool,
 }
 
 /// Runs the model over the tokens and writes every position's logits.
@@ -50,6 +54,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     // never filled, so a huge --batch must not size them.
     let mut session = Session::with_max_batch(&model, args.batch.min(args.tokens.len().max(1)));
     session.set_threads(args.threads);
+    session.set_inputs(if args.exact_inputs { Inputs::Exact } else { Inputs::Int8 });
     let mut all = vec![0.0f32; args.tokens.len() * n_vocab];
     if args.step {
         for (i, &token) in args.tokens.iter().enumerate() {
