@@ -412,6 +412,37 @@ mod tests {
         assert_eq!(inner_calls.load(Ordering::Relaxed), 2);
     }
 
+    /// Many tiny jobs back to back (the workers never sleep), then jobs after pauses long
+    /// enough for the workers and the caller to go to sleep.
+    #[test]
+    fn pool_wakes_after_spinning_and_sleeping() {
+        for threads in [2, 3, 5] {
+            let pool = ThreadPool::new(threads);
+            let total = AtomicUsize::new(0);
+            for n in (0..2_000).map(|i| i % 7) {
+                pool.run(n, &|range| {
+                    total.fetch_add(range.len(), Ordering::Relaxed);
+                });
+            }
+            assert_eq!(total.load(Ordering::Relaxed), (0..2_000).map(|i| i % 7).sum::<usize>());
+
+            for _ in 0..5 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                assert!(visits(&pool, 40).iter().all(|&c| c == 1), "threads {threads}");
+            }
+
+            // A worker part that outlasts the caller's spinning makes the caller sleep.
+            let slow = AtomicUsize::new(0);
+            pool.run(threads, &|range| {
+                if range.start != 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                }
+                slow.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(slow.load(Ordering::Relaxed), threads);
+        }
+    }
+
     #[test]
     fn pool_is_shared_between_threads() {
         let pool = ThreadPool::new(2);
