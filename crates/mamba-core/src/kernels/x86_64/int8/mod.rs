@@ -1,14 +1,16 @@
 //! x86-64 kernels for Q8_0 and Q4_0 weights with 8-bit inputs (`kernels::int8`), in two
-//! tiers of 256-bit integer operations:
+//! tiers:
 //!
-//! - [`vnni`]: `vpdpbusd` (AVX-512 VNNI on 256-bit registers) adds four byte products into
-//!   each 32-bit lane in one instruction.
+//! - [`vnni`]: `vpdpbusd` (AVX-512 VNNI) adds four byte products into each 32-bit lane in
+//!   one instruction, on two blocks per 512-bit register, with its own row loop.
 //! - [`avx2`]: `vpmaddubsw` adds byte products in pairs to 16 bits, and `vpmaddwd` adds the
-//!   pairs to 32 bits.
+//!   pairs to 32 bits, one block per 256-bit register, in the generic loops.
 //!
-//! Both multiply an unsigned byte by a signed one, so each block multiplies `|w|` by `x`
-//! with the sign of `w` (`vpsignb`). With `|x| <= 127` and `|w| <= 128` a pair of products
-//! fits in 16 bits, so neither tier saturates and both give the exact integer sums.
+//! Both multiply an unsigned byte by a signed one. Q8_0 blocks multiply `|w|` by `x` with
+//! the sign of `w`. With `|x| <= 127` and `|w| <= 128` a pair of products fits in 16 bits,
+//! so neither tier saturates and both give the exact integer sums.
+
+pub mod vnni;
 
 use core::arch::x86_64::*;
 
@@ -21,8 +23,6 @@ const MATVEC_ROWS: usize = 1;
 const TILE_ROWS: usize = 4;
 /// Input rows per matmul tile with 16 registers (AVX2): 8 accumulators.
 const AVX2_TILE_TOKENS: usize = 2;
-/// Input rows per matmul tile with 32 registers (AVX-512): 16 accumulators.
-const VNNI_TILE_TOKENS: usize = 4;
 
 /// Unpacks Q4_0 nibbles to 32 values in -8..=7, for both tiers.
 #[inline(always)]
@@ -181,36 +181,6 @@ macro_rules! tier {
         }
     };
 }
-
-tier!(
-    vnni,
-    "AVX-512 VNNI (with AVX-512VL, AVX2, FMA and F16C): `vpdpbusd` on 256-bit registers.",
-    "avx512f,avx512vl,avx512vnni,avx2,fma,f16c",
-    {
-        #[cfg(feature = "std")]
-        {
-            std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512vl")
-                && std::is_x86_feature_detected!("avx512vnni")
-                && std::is_x86_feature_detected!("avx2")
-                && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("f16c")
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            cfg!(all(
-                target_feature = "avx512f",
-                target_feature = "avx512vl",
-                target_feature = "avx512vnni",
-                target_feature = "avx2",
-                target_feature = "fma",
-                target_feature = "f16c"
-            ))
-        }
-    },
-    VNNI_TILE_TOKENS,
-    |a, b| _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
-);
 
 tier!(
     avx2,
