@@ -161,9 +161,16 @@ fn huge_batch_is_clamped() {
 
 #[test]
 fn logits_are_identical_for_any_thread_count() {
-    let (fixture, bytes) = tiny_f32();
-    let model = Model::from_bytes(&bytes).unwrap();
-    let tokens = long_sequence(&fixture);
+    let (fixture, f32_bytes) = tiny_f32();
+    // Q8_0 runs the decode steps with 8-bit inputs.
+    for bytes in [f32_bytes, fixture.gguf_bytes(GgmlType::Q8_0)] {
+        check_thread_counts(&fixture, &bytes);
+    }
+}
+
+fn check_thread_counts(fixture: &Fixture, bytes: &[u8]) {
+    let model = Model::from_bytes(bytes).unwrap();
+    let tokens = long_sequence(fixture);
 
     // Prefill in chunks of 7 (matrix-matrix path), then decode (matrix-vector path).
     let run = |threads: usize| {

@@ -19,7 +19,7 @@ mod mamba2;
 use crate::error::{Error, StateError};
 use crate::kernels::{Inputs, dequantize_matrix_row, matmul_with, matvec_with};
 use crate::model::{Arch, Config, Layer, LayerWeights, Model};
-use crate::ops::conv1d::{ConvShape, causal_conv1d_advance, causal_conv1d_tokens};
+use crate::ops::conv1d::{ConvShape, causal_conv1d, causal_conv1d_advance, causal_conv1d_tokens};
 use crate::ops::fast_math::{silu_slice, softplus};
 use crate::ops::norm::{rms_normalize, rmsnorm, rmsnorm_rows};
 use crate::ops::ssm_scan::{SCAN_BLOCK, ScanInputs, selective_scan_fast_channels};
@@ -468,20 +468,22 @@ fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_st
     rmsnorm_rows(hidden, layer.attn_norm, c.rms_eps, normed);
     par_matmul(par, &layer.ssm_in, normed, xz);
 
-    // Causal conv over x and SiLU, split over positions, then the conv state.
+    // Causal conv over x and SiLU, then the conv state: split over channels for one token,
+    // over positions for several.
     let shape = ConvShape { d_inner: c.d_inner, d_conv: c.d_conv, x_stride: 2 * c.d_inner };
-    {
-        let (conv_state, xz) = (&*conv_state, &*xz);
+    if n == 1 {
+        conv_step(par, shape, conv_state, xz, layer.conv_weight, layer.conv_bias, xc);
+    } else {
         let xc_out = DisjointMut::new(xc);
         let par = par.for_work(n * c.d_inner * (c.d_conv + ACTIVATION_COST));
         par.run(n, &|tokens| {
             // SAFETY: `run` passes disjoint token ranges, so these rows are disjoint.
             let out = unsafe { xc_out.slice(tokens.start * c.d_inner..tokens.end * c.d_inner) };
-            causal_conv1d_tokens(shape, conv_state, xz, layer.conv_weight, layer.conv_bias, tokens, out);
+            causal_conv1d_tokens(shape, &*conv_state, &*xz, layer.conv_weight, layer.conv_bias, tokens, out);
             silu_slice(out);
         });
+        causal_conv1d_advance(shape, conv_state, xz, n);
     }
-    causal_conv1d_advance(shape, conv_state, xz, n);
 
     // x_proj gives each row [dt (dt_rank) | B (d_state) | C (d_state)].
     par_matmul(par.exact(), &layer.ssm_x, xc, dbc);
@@ -501,8 +503,10 @@ fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_st
     for (row, dst) in dbc.chunks_exact(dbc_width).zip(dt_in.chunks_exact_mut(c.dt_rank)) {
         dst.copy_from_slice(&row[..c.dt_rank]);
     }
-    par_matmul(par, &layer.dt_weight, dt_in, dt);
-    {
+    if n == 1 {
+        dt_step(c, layer, par, dt_in, dt);
+    } else {
+        par_matmul(par, &layer.dt_weight, dt_in, dt);
         let dt_out = DisjointMut::new(dt);
         let par = par.for_work(n * c.d_inner * ACTIVATION_COST);
         par.run(c.d_inner, &|channels| {
@@ -560,6 +564,45 @@ fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_st
     for (h, &o) in hidden.iter_mut().zip(out.iter()) {
         *h += o;
     }
+}
+
+/// Runs the causal conv and SiLU of one token and advances the conv state, split over
+/// blocks of channels. Each channel's output and state equal those of one call over all
+/// channels. `x` is the token's row of conv inputs, `shape.d_inner` channels long.
+fn conv_step(par: Split<'_>, shape: ConvShape, state: &mut [f32], x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    let (channels, d_conv) = (shape.d_inner, shape.d_conv);
+    let history = d_conv - 1;
+    let states = DisjointMut::new(state);
+    let out = DisjointMut::new(out);
+    let par = par.for_work(channels * (d_conv + ACTIVATION_COST));
+    par.run(channels.div_ceil(SCAN_BLOCK), &|blocks| {
+        let range = blocks.start * SCAN_BLOCK..(blocks.end * SCAN_BLOCK).min(channels);
+        let part = ConvShape { d_inner: range.len(), ..shape };
+        // SAFETY: `run` passes disjoint block ranges, so these channels' state rows and
+        // outputs are disjoint.
+        let (state, out) = unsafe { (states.slice(range.start * history..range.end * history), out.slice(range.clone())) };
+        let bias = bias.map(|bias| &bias[range.clone()]);
+        causal_conv1d(part, state, &x[range.start..], &weight[range.start * d_conv..range.end * d_conv], bias, out);
+        silu_slice(out);
+    });
+}
+
+/// Computes dt_proj with bias and softplus for one token, split over channels: each range
+/// multiplies its own rows of the dt_proj weight. The inputs stay exact, as in prefill.
+fn dt_step(c: &Config, layer: &Layer<'_>, par: Split<'_>, dt_in: &[f32], dt: &mut [f32]) {
+    let w = &layer.dt_weight;
+    let row_bytes = w.row_bytes();
+    let dt_out = DisjointMut::new(dt);
+    let par = par.for_work(c.d_inner * (c.dt_rank + ACTIVATION_COST));
+    par.run(c.d_inner, &|channels| {
+        let rows = Matrix { dtype: w.dtype, rows: channels.len(), cols: w.cols, data: &w.data[channels.start * row_bytes..channels.end * row_bytes] };
+        // SAFETY: `run` passes disjoint channel ranges.
+        let out = unsafe { dt_out.slice(channels.clone()) };
+        matvec_with(&rows, dt_in, out, Inputs::Exact);
+        for (v, &b) in out.iter_mut().zip(&layer.dt_bias[channels]) {
+            *v = softplus(*v + b);
+        }
+    });
 }
 
 /// A session's state in memory, as [`encode_state`] writes it: the recurrent state of
@@ -703,10 +746,12 @@ fn header_fields(c: &Config) -> [(&'static str, u32); 8] {
 }
 
 /// Default smallest step, in multiply-adds or an estimated equivalent, that is split across
-/// threads. Waking the workers and waiting for them costs microseconds. With the 130M
-/// model's sizes, a decode step splits in_proj, out_proj and the LM head. It runs x_proj,
-/// dt_proj, the activations and the scan of one token on the calling thread.
-pub const MIN_PARALLEL_WORK: usize = 1 << 18;
+/// threads. Waking the workers and waiting for them costs microseconds, but a decode step of
+/// the 130M model leaves one thread idle in every step it runs serially: on two threads of
+/// the benchmark machine (`docs/BENCHMARKS.md`), lowering this from 2^18 to 2^13, which
+/// splits the conv, x_proj, dt_proj and the scan of one token too, raised Q8_0 decode from
+/// about 180 to about 200 tokens/s and Q4_0 from about 185 to about 240.
+pub const MIN_PARALLEL_WORK: usize = 1 << 13;
 
 /// Estimated cost of one softplus or SiLU in multiply-adds: an exp, a division and, for
 /// softplus, a log.

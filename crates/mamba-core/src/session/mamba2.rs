@@ -1,6 +1,6 @@
 //! The forward pass of one Mamba-2 layer over a chunk of tokens.
 
-use super::{ACTIVATION_COST, ChunkBuffers, Split, par_matmul};
+use super::{ACTIVATION_COST, ChunkBuffers, Split, conv_step, par_matmul};
 use crate::model::{Config, Mamba2Layer};
 use crate::ops::conv1d::{ConvShape, causal_conv1d_advance, causal_conv1d_tokens};
 use crate::ops::fast_math::{silu_slice, softplus};
@@ -30,21 +30,23 @@ pub(super) fn mamba2_layer(
     rmsnorm_rows(hidden, layer.attn_norm, c.rms_eps, normed);
     par_matmul(par, &layer.ssm_in, normed, xz);
 
-    // Causal conv over x, B and C, then SiLU, split over positions; then the conv state.
+    // Causal conv over x, B and C, then SiLU, then the conv state: split over channels for
+    // one token, over positions for several.
     let shape = ConvShape { d_inner: conv_dim, d_conv: c.d_conv, x_stride: in_rows };
     let xbc_in = &xz[c.d_inner..];
-    {
-        let conv_state = &*conv_state;
+    if n == 1 {
+        conv_step(par, shape, conv_state, xbc_in, layer.conv_weight, layer.conv_bias, xc);
+    } else {
         let xc_out = DisjointMut::new(xc);
         let par = par.for_work(n * conv_dim * (c.d_conv + ACTIVATION_COST));
         par.run(n, &|tokens| {
             // SAFETY: `run` passes disjoint token ranges, so these rows are disjoint.
             let out = unsafe { xc_out.slice(tokens.start * conv_dim..tokens.end * conv_dim) };
-            causal_conv1d_tokens(shape, conv_state, xbc_in, layer.conv_weight, layer.conv_bias, tokens, out);
+            causal_conv1d_tokens(shape, &*conv_state, xbc_in, layer.conv_weight, layer.conv_bias, tokens, out);
             silu_slice(out);
         });
+        causal_conv1d_advance(shape, conv_state, xbc_in, n);
     }
-    causal_conv1d_advance(shape, conv_state, xbc_in, n);
 
     // Step sizes: one per head and token.
     let dt_offset = c.d_inner + conv_dim;
