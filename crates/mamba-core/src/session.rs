@@ -479,7 +479,7 @@ fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_st
         par.run(n, &|tokens| {
             // SAFETY: `run` passes disjoint token ranges, so these rows are disjoint.
             let out = unsafe { xc_out.slice(tokens.start * c.d_inner..tokens.end * c.d_inner) };
-            causal_conv1d_tokens(shape, &*conv_state, &*xz, layer.conv_weight, layer.conv_bias, tokens, out);
+            causal_conv1d_tokens(shape, &*conv_state, xz, layer.conv_weight, layer.conv_bias, tokens, out);
             silu_slice(out);
         });
         causal_conv1d_advance(shape, conv_state, xz, n);
