@@ -129,8 +129,8 @@ struct Inputs {
     qs: [MaybeUninit<i8>; MAX_COLS],
     /// Input block scales, zero past the last block up to a whole group.
     d: [MaybeUninit<f32>; MAX_BLOCKS],
-    /// For Q4_0: 8 times the sum of each 4 consecutive values of `qs`, which the unsigned
-    /// nibbles' products overcount.
+    /// For Q4_0: minus 8 times the sum of each 4 consecutive values of `qs`, which the
+    /// unsigned nibbles' products overcount.
     sums: [MaybeUninit<i32>; MAX_COLS / 4],
     /// Blocks in a row.
     blocks: usize,
@@ -181,7 +181,7 @@ impl Inputs {
             for (g, sum) in self.sums[..n / 4].iter_mut().enumerate() {
                 // SAFETY: qs[..n] was written above.
                 let group = unsafe { [0, 1, 2, 3].map(|k| i32::from(self.qs[4 * g + k].assume_init())) };
-                sum.write(8 * group.iter().sum::<i32>());
+                sum.write(-8 * group.iter().sum::<i32>());
             }
         }
         self.blocks = blocks;
@@ -324,8 +324,10 @@ unsafe fn row_q4_0(row: *const u8, inputs: &Rounded<'_>) -> f32 {
                 let high = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble);
                 let weights = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high);
                 let x = _mm512_loadu_si512(inputs.qs.as_ptr().add(b * BLOCK).cast());
-                let products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights, x);
-                let sums = _mm512_sub_epi32(products, _mm512_loadu_si512(inputs.sums.as_ptr().add(b * BLOCK / 4).cast()));
+                // The accumulator starts at minus 8 times the input sums, so vpdpbusd
+                // returns the products of the signed weights.
+                let corrections = _mm512_loadu_si512(inputs.sums.as_ptr().add(b * BLOCK / 4).cast());
+                let sums = _mm512_dpbusd_epi32(corrections, weights, x);
                 let scale = _mm512_permutexvar_ps(_mm512_loadu_si512(pair.as_ptr().cast()), scales);
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
             }
