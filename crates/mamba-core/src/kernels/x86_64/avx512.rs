@@ -10,8 +10,11 @@ use core::arch::x86_64::*;
 use crate::kernels::generic::{self, Bf16, CHUNK, F16, F32, Q4_0, Q8_0, Simd};
 use crate::tensor::{GgmlType, Matrix};
 
-/// Weight rows per pass of matvec: four independent accumulator chains.
-const MATVEC_ROWS: usize = 4;
+/// Weight rows per pass of matvec. One row at a time streams the matrix in a single
+/// sequential pass: on the benchmark machine (`docs/BENCHMARKS.md`), two-thread decode of the
+/// 130M config at F32 ran at 61 tokens/s with one row per pass against 54 with four, and at
+/// Q8_0 with exact inputs at 146 to 167 against 108 to 121.
+const MATVEC_ROWS: usize = 1;
 /// Weight rows per matmul tile.
 const TILE_ROWS: usize = 4;
 /// Input rows per matmul tile. 4 x 4 accumulators, 4 input vectors and one weight vector
