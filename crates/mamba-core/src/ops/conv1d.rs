@@ -105,8 +105,46 @@ pub fn causal_conv1d_tokens(
     }
     assert!(x.len() >= (tokens.end - 1) * x_stride + d_inner, "causal_conv1d: x too short");
 
+    // Blocks of LANES channels with their weights transposed to `[k][lane]`, so the sum over k
+    // runs on whole vectors of channels. Each output adds the bias and then the products in
+    // k order, as the scalar loop below and `causal_conv1d` do, so the bits are the same.
+    const LANES: usize = 16;
+    const MAX_TAPS: usize = 8;
+    let vector_channels = if d_conv <= MAX_TAPS { d_inner - d_inner % LANES } else { 0 };
+    for c0 in (0..vector_channels).step_by(LANES) {
+        let mut taps = [[0.0f32; LANES]; MAX_TAPS];
+        for (lane, w) in weight[c0 * d_conv..(c0 + LANES) * d_conv].chunks_exact(d_conv).enumerate() {
+            for (k, &wk) in w.iter().enumerate() {
+                taps[k][lane] = wk;
+            }
+        }
+        let bias_lanes: [f32; LANES] = match bias {
+            Some(b) => b[c0..c0 + LANES].try_into().expect("LANES values"),
+            None => [0.0; LANES],
+        };
+        for (t, out_row) in tokens.clone().zip(out.chunks_exact_mut(d_inner)) {
+            let mut sum = bias_lanes;
+            for (k, taps) in taps.iter().enumerate().take(d_conv) {
+                let i = t + k;
+                let mut input = [0.0f32; LANES];
+                if i < history {
+                    for (lane, v) in input.iter_mut().enumerate() {
+                        *v = state[(c0 + lane) * history + i];
+                    }
+                } else {
+                    input.copy_from_slice(&x[(i - history) * x_stride + c0..][..LANES]);
+                }
+                for lane in 0..LANES {
+                    sum[lane] += taps[lane] * input[lane];
+                }
+            }
+            out_row[c0..c0 + LANES].copy_from_slice(&sum);
+        }
+    }
+
+    // The remaining channels, one at a time.
     for (t, out_row) in tokens.zip(out.chunks_exact_mut(d_inner.max(1))) {
-        for (c, out_value) in out_row.iter_mut().enumerate() {
+        for (c, out_value) in out_row.iter_mut().enumerate().skip(vector_channels) {
             let w = &weight[c * d_conv..(c + 1) * d_conv];
             let mut sum = bias.map_or(0.0, |b| b[c]);
             for (k, &wk) in w.iter().enumerate() {
@@ -166,6 +204,40 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The vector path of `causal_conv1d_tokens` (blocks of 16 channels, at most 8 taps)
+    /// gives the same bits as `causal_conv1d`, for every token range, with and without bias,
+    /// and with more taps than it takes.
+    #[test]
+    fn token_ranges_equal_whole_call_bits() {
+        let d_inner = 37;
+        let x_stride = 40;
+        let n = 9;
+        let x: [f32; 360] = core::array::from_fn(|i| (i as f32 * 0.731).sin());
+        for d_conv in [1usize, 2, 4, 5, 9] {
+            let history = d_conv - 1;
+            let weight: [f32; 37 * 9] = core::array::from_fn(|i| (i as f32 * 0.173).cos());
+            let weight = &weight[..d_inner * d_conv];
+            let initial: [f32; 37 * 8] = core::array::from_fn(|i| (i as f32 * 0.29).sin());
+            let initial = &initial[..d_inner * history];
+            let bias: [f32; 37] = core::array::from_fn(|i| 0.01 * i as f32);
+            for bias in [Some(&bias[..]), None] {
+                let shape = ConvShape { d_inner, d_conv, x_stride };
+                let mut whole_state = [0.0f32; 37 * 8];
+                whole_state[..initial.len()].copy_from_slice(initial);
+                let mut whole = [0.0f32; 37 * 9];
+                causal_conv1d(shape, &mut whole_state[..initial.len()], &x, weight, bias, &mut whole[..n * d_inner]);
+                for range in [0..n, 0..1, 2..3, 3..9] {
+                    let mut out = [f32::NAN; 37 * 9];
+                    let out = &mut out[..range.len() * d_inner];
+                    causal_conv1d_tokens(shape, initial, &x, weight, bias, range.clone(), out);
+                    for (i, (&got, &want)) in out.iter().zip(&whole[range.start * d_inner..]).enumerate() {
+                        assert_eq!(got.to_bits(), want.to_bits(), "d_conv {d_conv}, tokens {range:?}, index {i}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
