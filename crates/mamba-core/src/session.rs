@@ -20,7 +20,7 @@ use crate::error::{Error, StateError};
 use crate::kernels::{Inputs, dequantize_matrix_row, matmul_with, matvec_with};
 use crate::model::{Arch, Config, Layer, LayerWeights, Model};
 use crate::ops::conv1d::{ConvShape, causal_conv1d, causal_conv1d_advance, causal_conv1d_tokens};
-use crate::ops::fast_math::{silu_slice, softplus};
+use crate::ops::fast_math::{silu_slice, softplus_bias_slice};
 use crate::ops::norm::{rms_normalize, rmsnorm, rmsnorm_rows};
 use crate::ops::ssm_scan::{SCAN_BLOCK, ScanInputs, selective_scan_fast_channels};
 use crate::pool::{DisjointMut, Parallel, Serial};
@@ -516,9 +516,7 @@ fn mamba_layer(c: &Config, layer: &Layer<'_>, par: Split<'_>, n: usize, layer_st
                 // SAFETY: `run` passes disjoint channel ranges, so these windows of
                 // row t are disjoint.
                 let row = unsafe { dt_out.slice(at + channels.start..at + channels.end) };
-                for (v, &b) in row.iter_mut().zip(bias) {
-                    *v = softplus(*v + b);
-                }
+                softplus_bias_slice(row, bias);
             }
         });
     }
@@ -599,9 +597,7 @@ fn dt_step(c: &Config, layer: &Layer<'_>, par: Split<'_>, dt_in: &[f32], dt: &mu
         // SAFETY: `run` passes disjoint channel ranges.
         let out = unsafe { dt_out.slice(channels.clone()) };
         matvec_with(&rows, dt_in, out, Inputs::Exact);
-        for (v, &b) in out.iter_mut().zip(&layer.dt_bias[channels]) {
-            *v = softplus(*v + b);
-        }
+        softplus_bias_slice(out, &layer.dt_bias[channels]);
     });
 }
 

@@ -9,6 +9,8 @@
 //! The error bounds are relative to the exact value and are checked against `libm`'s f64
 //! functions over dense sweeps of the input range in `tests/ops_fast_math.rs`.
 
+use super::ssm_scan::ScanKernel;
+
 /// Maximum relative error of [`exp`] for inputs in `EXP_NORMAL_MIN..=EXP_MAX_FINITE`.
 /// Measured max is 9.4e-8, below one f32 unit in the last place (1.2e-7).
 pub const EXP_MAX_REL_ERROR: f32 = 1.5e-7;
@@ -123,9 +125,72 @@ pub fn silu(x: f32) -> f32 {
     x * sigmoid(x)
 }
 
+/// Calls the `#[inline(always)]` loop `$f(values, other)` from a function compiled with the
+/// target features of [`ScanKernel::best`], so the loop is inlined there and vectorised with
+/// them. A direct call is needed: through a closure or `Fn` the loop was not inlined.
+macro_rules! dispatch {
+    ($f:ident($values:expr, $other:expr)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// The loop compiled with AVX-512F.
+            ///
+            /// # Safety
+            /// The CPU supports AVX-512F.
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512(values: &mut [f32], other: &[f32]) {
+                $f(values, other);
+            }
+
+            /// The loop compiled with AVX2.
+            ///
+            /// # Safety
+            /// The CPU supports AVX2.
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(values: &mut [f32], other: &[f32]) {
+                $f(values, other);
+            }
+
+            match ScanKernel::best() {
+                // SAFETY: best() returns Avx512 only when the CPU has AVX-512F.
+                ScanKernel::Avx512 => return unsafe { avx512($values, $other) },
+                // SAFETY: best() returns Avx2 only when the CPU has AVX2.
+                ScanKernel::Avx2 => return unsafe { avx2($values, $other) },
+                ScanKernel::Portable => {}
+            }
+        }
+        $f($values, $other);
+    }};
+}
+
 /// Applies [`silu`] to every value of `values`.
+///
+/// Like the fast scan, the loop is compiled for the widest vectors of this CPU
+/// ([`ScanKernel::best`]), with the same bits on every build: it uses no fused
+/// multiply-add.
 pub fn silu_slice(values: &mut [f32]) {
+    dispatch!(silu_loop(values, &[]));
+}
+
+#[inline(always)]
+fn silu_loop(values: &mut [f32], _: &[f32]) {
     for v in values {
         *v = silu(*v);
+    }
+}
+
+/// Sets each value `v` of `values` to [`softplus`]`(v + bias[i])`, vectorised as
+/// [`silu_slice`] is.
+///
+/// # Panics
+/// Panics when `bias` is shorter than `values`.
+pub fn softplus_bias_slice(values: &mut [f32], bias: &[f32]) {
+    assert!(bias.len() >= values.len(), "softplus_bias_slice: {} biases for {} values", bias.len(), values.len());
+    dispatch!(softplus_bias_loop(values, bias));
+}
+
+#[inline(always)]
+fn softplus_bias_loop(values: &mut [f32], bias: &[f32]) {
+    for (v, &b) in values.iter_mut().zip(bias) {
+        *v = softplus(*v + b);
     }
 }
