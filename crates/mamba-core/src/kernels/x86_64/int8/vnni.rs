@@ -123,15 +123,15 @@ pub unsafe fn matmul_unchecked(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
 
 /// The rounded inputs of one call, laid out for the row loops.
 struct Inputs {
-    /// Rounded inputs. For Q8_0 in column order. For Q4_0 each pair of blocks A, B is
-    /// stored as A[0..16], B[0..16], A[16..32], B[16..32], the order in which the weights'
-    /// low and high nibbles unpack.
+    /// Rounded inputs. For Q8_0 in column order. For Q4_0 each step of four blocks A, B,
+    /// C, D is stored as A[0..16], B[0..16], C[0..16], D[0..16], then A[16..32] to D[16..32],
+    /// the order in which the weights' low and high nibbles unpack.
     qs: [MaybeUninit<i8>; MAX_COLS],
     /// Input block scales, zero past the last block up to a whole group.
     d: [MaybeUninit<f32>; MAX_BLOCKS],
-    /// For Q4_0: minus 8 times the sum of each 4 consecutive values of `qs`, which the
-    /// unsigned nibbles' products overcount.
-    sums: [MaybeUninit<i32>; MAX_COLS / 4],
+    /// For Q4_0, one value per lane of each step: minus 8 times the sum of the 8 inputs
+    /// the lane multiplies (4 low, 4 high), which the unsigned nibbles' products overcount.
+    sums: [MaybeUninit<i32>; MAX_COLS / 8],
     /// Blocks in a row.
     blocks: usize,
 }
@@ -149,17 +149,17 @@ impl Inputs {
         Self {
             qs: [MaybeUninit::uninit(); MAX_COLS],
             d: [MaybeUninit::uninit(); MAX_BLOCKS],
-            sums: [MaybeUninit::uninit(); MAX_COLS / 4],
+            sums: [MaybeUninit::uninit(); MAX_COLS / 8],
             blocks: 0,
         }
     }
 
     /// Rounds `x` (at most [`MAX_COLS`] values, whole blocks) for Q4_0 weights or Q8_0
-    /// weights. Pads `qs` and `sums` with zeros to a whole pair of blocks and `d` to a whole
-    /// group.
+    /// weights. Pads `qs` and `sums` with zeros to a whole step (two blocks for Q8_0, four
+    /// for Q4_0) and `d` to a whole group.
     fn quantize(&mut self, x: &[f32], q4_0: bool) -> Rounded<'_> {
         let blocks = x.len() / BLOCK;
-        let padded_blocks = blocks.next_multiple_of(2);
+        let padded_blocks = blocks.next_multiple_of(if q4_0 { 4 } else { 2 });
         let padded_groups = blocks.next_multiple_of(GROUP);
         for (b, xs) in x.as_chunks::<BLOCK>().0.iter().enumerate() {
             let block = InputBlock::quantize(xs);
@@ -177,22 +177,25 @@ impl Inputs {
             d.write(0.0);
         }
         let n = padded_blocks * BLOCK;
-        if q4_0 {
-            for (g, sum) in self.sums[..n / 4].iter_mut().enumerate() {
-                // SAFETY: qs[..n] was written above.
-                let group = unsafe { [0, 1, 2, 3].map(|k| i32::from(self.qs[4 * g + k].assume_init())) };
-                sum.write(-8 * group.iter().sum::<i32>());
-            }
+        let sums = if q4_0 { n / 8 } else { 0 };
+        for (lane, sum) in self.sums[..sums].iter_mut().enumerate() {
+            // Lane L of a four-block step multiplies bytes 4L..4L + 4 of the step's low
+            // halves and the same bytes of its high halves, 64 bytes later.
+            let (step, l) = (lane / 16, lane % 16);
+            let low = step * 4 * BLOCK + 4 * l;
+            // SAFETY: qs[..n] was written above, and both 4-byte runs lie inside the step.
+            let total: i32 = unsafe { (0..4).map(|k| i32::from(self.qs[low + k].assume_init()) + i32::from(self.qs[low + 64 + k].assume_init())).sum() };
+            sum.write(-8 * total);
         }
         self.blocks = blocks;
 
-        // SAFETY: qs[..n], d[..padded_groups] and, for Q4_0, sums[..n / 4] were written
-        // above, and MaybeUninit<T> has T's layout.
+        // SAFETY: qs[..n], d[..padded_groups] and sums[..sums] were written above, and
+        // MaybeUninit<T> has T's layout.
         unsafe {
             Rounded {
                 qs: core::slice::from_raw_parts(self.qs.as_ptr().cast(), n),
                 d: core::slice::from_raw_parts(self.d.as_ptr().cast(), padded_groups),
-                sums: core::slice::from_raw_parts(self.sums.as_ptr().cast(), if q4_0 { n / 4 } else { 0 }),
+                sums: core::slice::from_raw_parts(self.sums.as_ptr().cast(), sums),
                 blocks,
             }
         }
@@ -204,32 +207,30 @@ fn position(b: usize, i: usize, q4_0: bool) -> usize {
     if !q4_0 {
         return b * BLOCK + i;
     }
-    let (pair, second) = (b / 2, b % 2);
+    let (step, k) = (b / 4, b % 4);
     let (half, j) = (i / 16, i % 16);
-    pair * 2 * BLOCK + half * BLOCK + second * 16 + j
+    step * 4 * BLOCK + half * 64 + k * 16 + j
 }
 
-/// Returns the permute indices that give lanes `lanes_a` scale `2j` and the others scale
-/// `2j + 1`, for each pair `j` of a group.
-const fn pair_indices(q4_0: bool) -> [[i32; 16]; GROUP / 2] {
+/// Returns the permute indices that give each lane the scale of its block, for each step of
+/// a group: Q8_0 steps take two blocks (lanes 0..8 and 8..16), Q4_0 steps four (lanes in
+/// fours).
+const fn step_indices(q4_0: bool) -> [[i32; 16]; GROUP / 2] {
     let mut table = [[0i32; 16]; GROUP / 2];
-    let mut j = 0;
-    while j < GROUP / 2 {
+    let mut step = 0;
+    while step < GROUP / 2 {
         let mut lane = 0;
         while lane < 16 {
-            // Q8_0 lanes 0..8 are block A and 8..16 block B. Q4_0 lanes alternate in fours:
-            // A's low nibbles, B's low, A's high, B's high.
-            let second = if q4_0 { (lane / 4) % 2 } else { lane / 8 };
-            table[j][lane] = (2 * j + second) as i32;
+            table[step][lane] = if q4_0 { 4 * step + lane / 4 } else { 2 * step + lane / 8 } as i32;
             lane += 1;
         }
-        j += 1;
+        step += 1;
     }
     table
 }
 
-const Q8_0_PAIRS: [[i32; 16]; GROUP / 2] = pair_indices(false);
-const Q4_0_PAIRS: [[i32; 16]; GROUP / 2] = pair_indices(true);
+const Q8_0_PAIRS: [[i32; 16]; GROUP / 2] = step_indices(false);
+const Q4_0_QUADS: [[i32; 16]; GROUP / 2] = step_indices(true);
 
 /// Byte offsets of the 16 block scales of a group, for the gather.
 #[inline(always)]
@@ -296,39 +297,46 @@ unsafe fn row_q8_0(row: *const u8, inputs: &Rounded<'_>) -> f32 {
     }
 }
 
-/// Returns one Q4_0 row's dot product with the rounded inputs. The nibbles multiply as
-/// unsigned values 0..=15, and `inputs.sums` takes off the 8 they are stored above.
+/// Returns one Q4_0 row's dot product with the rounded inputs, four blocks per step. The
+/// nibbles multiply as unsigned values 0..=15, and `inputs.sums` takes off the 8 they are
+/// stored above.
 ///
 /// # Safety
 /// `row` points at `inputs.blocks` Q4_0 blocks. The CPU has the tier's features.
 #[inline(always)]
 unsafe fn row_q4_0(row: *const u8, inputs: &Rounded<'_>) -> f32 {
     const BYTES: usize = BlockQ4_0::BYTES;
-    // SAFETY: as in row_q8_0. sums is padded like qs, one value per 4 bytes.
+    // SAFETY: the masked loads read only the blocks below `count` of the group, which lie
+    // inside the row. The input reads stay inside qs and sums, which are padded to a whole
+    // step, and group_scales reads d up to a whole group. The caller ensures the CPU features.
     unsafe {
         let offsets = scale_offsets(BYTES);
-        let nibble = _mm256_set1_epi8(0x0f);
+        let nibble = _mm512_set1_epi8(0x0f);
         let mut acc = _mm512_setzero_ps();
         for first in (0..inputs.blocks).step_by(GROUP) {
             let count = GROUP.min(inputs.blocks - first);
             let scales = group_scales(row, BYTES, first, count, inputs.d, offsets);
-            for (j, pair) in Q4_0_PAIRS.iter().enumerate().take(count.div_ceil(2)) {
-                let b = first + 2 * j;
-                let a = _mm_loadu_si128(row.add(b * BYTES + 2).cast());
-                let packed = if 2 * j + 1 < count {
-                    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), _mm_loadu_si128(row.add((b + 1) * BYTES + 2).cast()))
-                } else {
-                    _mm256_zextsi128_si256(a)
-                };
-                let low = _mm256_and_si256(packed, nibble);
-                let high = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble);
-                let weights = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high);
-                let x = _mm512_loadu_si512(inputs.qs.as_ptr().add(b * BLOCK).cast());
-                // The accumulator starts at minus 8 times the input sums, so vpdpbusd
-                // returns the products of the signed weights.
-                let corrections = _mm512_loadu_si512(inputs.sums.as_ptr().add(b * BLOCK / 4).cast());
-                let sums = _mm512_dpbusd_epi32(corrections, weights, x);
-                let scale = _mm512_permutexvar_ps(_mm512_loadu_si512(pair.as_ptr().cast()), scales);
+            for (step, indices) in Q4_0_QUADS.iter().enumerate().take(count.div_ceil(4)) {
+                let b = first + 4 * step;
+                let present = count - 4 * step;
+                // Block k's nibbles, or zeros past the group's last block. wrapping_add keeps
+                // the address of a missing block defined, and its masked load reads nothing.
+                let mask = |k: usize| -> __mmask16 { if k < present { 0xffff } else { 0 } };
+                let quants = row.wrapping_add(b * BYTES + 2);
+                let q0 = _mm_maskz_loadu_epi8(mask(0), quants.cast());
+                let q1 = _mm_maskz_loadu_epi8(mask(1), quants.wrapping_add(BYTES).cast());
+                let q2 = _mm_maskz_loadu_epi8(mask(2), quants.wrapping_add(2 * BYTES).cast());
+                let q3 = _mm_maskz_loadu_epi8(mask(3), quants.wrapping_add(3 * BYTES).cast());
+                let packed = _mm512_inserti32x4::<3>(_mm512_inserti32x4::<2>(_mm512_castsi256_si512(_mm256_set_m128i(q1, q0)), q2), q3);
+                let low = _mm512_and_si512(packed, nibble);
+                let high = _mm512_and_si512(_mm512_srli_epi16::<4>(packed), nibble);
+                let x = inputs.qs.as_ptr().add(b * BLOCK);
+                // The accumulator starts at minus 8 times the input sums, so the two vpdpbusd
+                // return the products of the signed weights.
+                let corrections = _mm512_loadu_si512(inputs.sums.as_ptr().add(b * BLOCK / 8).cast());
+                let sums = _mm512_dpbusd_epi32(corrections, low, _mm512_loadu_si512(x.cast()));
+                let sums = _mm512_dpbusd_epi32(sums, high, _mm512_loadu_si512(x.add(64).cast()));
+                let scale = _mm512_permutexvar_ps(_mm512_loadu_si512(indices.as_ptr().cast()), scales);
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
             }
         }
