@@ -1,9 +1,10 @@
 //! matvec and matmul per weight format and kernel tier, at the shapes of mamba-130m
-//! (d_model 768, d_inner 1536, vocabulary 50280).
+//! (d_model 768, d_inner 1536, vocabulary 50280). The `-int8` tiers round the inputs to 8
+//! bits (`kernels::int8`) and take Q8_0 and Q4_0 only.
 //!
 //! Throughput is in weight-input products (multiply-adds) per second: `rows * cols` for a
-//! matvec and `rows * cols * m` for a matmul. A tier the CPU lacks is left out with a note
-//! on stderr.
+//! matvec and `rows * cols * m` for a matmul. A tier the CPU lacks, or a format a tier does
+//! not take, is left out with a note on stderr.
 //!
 //! Run with, for example:
 //! `cargo bench -p mamba-benches --bench kernels -- --warm-up-time 1 --measurement-time 3`
@@ -11,7 +12,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mamba_core::kernels::scalar;
+use mamba_core::kernels::{int8, scalar};
 use mamba_core::quant::quantize_row;
 use mamba_core::{GgmlType, Matrix};
 
@@ -107,6 +108,30 @@ const TIERS: &[Tier] = &[
             })
         },
     },
+    Tier {
+        name: "scalar-int8",
+        kernels: |dtype| match dtype {
+            GgmlType::Q8_0 => Some((int8::matvec_q8_0, int8::matmul_q8_0)),
+            GgmlType::Q4_0 => Some((int8::matvec_q4_0, int8::matmul_q4_0)),
+            _ => None,
+        },
+    },
+    #[cfg(target_arch = "x86_64")]
+    Tier {
+        name: "avx2-int8",
+        kernels: |dtype| {
+            use mamba_core::kernels::x86_64::int8::avx2;
+            (avx2::is_available() && matches!(dtype, GgmlType::Q8_0 | GgmlType::Q4_0)).then_some((avx2::matvec, avx2::matmul))
+        },
+    },
+    #[cfg(target_arch = "x86_64")]
+    Tier {
+        name: "avx512-vnni-int8",
+        kernels: |dtype| {
+            use mamba_core::kernels::x86_64::int8::vnni;
+            (vnni::is_available() && matches!(dtype, GgmlType::Q8_0 | GgmlType::Q4_0)).then_some((vnni::matvec, vnni::matmul))
+        },
+    },
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     Tier {
         name: "neon",
@@ -161,10 +186,7 @@ fn bench_matvec(c: &mut Criterion) {
             let mut y = vec![0.0f32; shape.rows];
             for tier in TIERS {
                 let Some((matvec, _)) = (tier.kernels)(dtype) else {
-                    eprintln!(
-                        "note: the {} tier is not available on this CPU; skipped",
-                        tier.name
-                    );
+                    eprintln!("note: the {} tier does not run {dtype} here; skipped", tier.name);
                     continue;
                 };
                 group.bench_function(BenchmarkId::new(dtype.name(), tier.name), |b| {
@@ -190,10 +212,7 @@ fn bench_matmul(c: &mut Criterion) {
             let mut y = vec![0.0f32; MATMUL_TOKENS * shape.rows];
             for tier in TIERS {
                 let Some((_, matmul)) = (tier.kernels)(dtype) else {
-                    eprintln!(
-                        "note: the {} tier is not available on this CPU; skipped",
-                        tier.name
-                    );
+                    eprintln!("note: the {} tier does not run {dtype} here; skipped", tier.name);
                     continue;
                 };
                 group.bench_function(BenchmarkId::new(dtype.name(), tier.name), |b| {
