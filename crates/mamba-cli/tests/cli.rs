@@ -308,6 +308,19 @@ fn state_after_generation_continues() {
 }
 
 #[test]
+fn state_out_to_missing_folder_rejected_first() {
+    let dir = TempDir::new("state-out-folder");
+    let tiny = convert("tiny", GgmlType::F32, &dir);
+    let missing = dir.join("no-such-folder").join("s.state");
+    let run = mamba_edge(["generate", "-m", path_str(&tiny), "--state-out", path_str(&missing), "hello"]);
+    run.error(&["no-such-folder", "does not exist"]);
+    assert!(run.stdout.is_empty(), "nothing is generated before the path is checked");
+
+    let run = mamba_edge(["generate", "-m", path_str(&tiny), "--state-out", path_str(&dir.join("")), "hello"]);
+    run.error(&["is a folder"]);
+}
+
+#[test]
 fn state_from_other_model_rejected() {
     let dir = TempDir::new("state-other");
     let tiny = convert("tiny", GgmlType::F32, &dir);

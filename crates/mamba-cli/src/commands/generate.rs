@@ -147,6 +147,16 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 }
 
 fn check_args(args: &Args) -> Result<(), CliError> {
+    // Check where the state goes before any work, so a bad path does not cost a whole run.
+    if let Some(path) = &args.state_out {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if path.is_dir() {
+            return Err(CliError::Usage(format!("--state-out {} is a folder: give a file path, for example {}", path.display(), path.join("session.state").display())));
+        }
+        if !folder.is_dir() {
+            return Err(CliError::Usage(format!("--state-out {}: the folder {} does not exist; create it or choose another path", path.display(), folder.display())));
+        }
+    }
     if !(args.temp.is_finite() && args.temp >= 0.0) {
         return Err(CliError::Usage(format!(
             "--temp {} is invalid: use 0 for greedy sampling or a positive number",
