@@ -1,7 +1,7 @@
 //! NEON kernels for Q8_0 and Q4_0 weights with 8-bit inputs (`kernels::int8`), in two tiers
 //! of 128-bit integer operations:
 //!
-//! - [`dotprod`]: `sdot` (the `dotprod` extension, Armv8.2-A and later) adds four byte
+//! - [`dotprod`]: `sdot` (the `dotprod` extension, optional from Armv8.2-A) adds four byte
 //!   products into each 32-bit lane in one instruction, two per block.
 //! - [`neon`]: baseline Advanced SIMD. `smull` and `smlal` multiply bytes into 16-bit lanes,
 //!   two products per lane, and `saddlp` and `sadalp` add the 16-bit lanes in pairs into
