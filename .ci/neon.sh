@@ -48,6 +48,14 @@ step "mamba-core tests for aarch64-unknown-linux-gnu under qemu-aarch64 (NEON ti
 CARGO_TARGET_DIR=$aarch64_target_dir \
     cargo test --release --quiet -p mamba-core --target aarch64-unknown-linux-gnu
 
+# qemu-aarch64's default CPU model (QEMU 7.2) has the dotprod extension, so the run above
+# checks both 8-bit input tiers against the scalar specification. Cortex-A72 lacks dotprod,
+# so there the dispatcher must select the baseline NEON tier, and the dotprod tier's tests
+# are skipped.
+step "8-bit input kernels on a CPU without dotprod (QEMU_CPU=cortex-a72)"
+QEMU_CPU=cortex-a72 MAMBA_SKIP_MISSING_SIMD=1 CARGO_TARGET_DIR=$aarch64_target_dir \
+    cargo test --release --quiet -p mamba-core --target aarch64-unknown-linux-gnu --test kernels_int8
+
 step "mamba-core for aarch64 without std (kernels chosen at compile time)"
 CARGO_TARGET_DIR=$aarch64_target_dir \
     cargo build --release --quiet -p mamba-core --no-default-features --target aarch64-unknown-linux-gnu

@@ -10,7 +10,8 @@
 #
 # Usage: benches/compare/instructions.sh GGUF...
 # Environment: DECODE_SHORT (default 2), DECODE_LONG (6), PREFILL_SHORT (32),
-# PREFILL_LONG (96), ARCHES (default "x86_64 aarch64").
+# PREFILL_LONG (96), ARCHES (default "x86_64 aarch64"), BENCH_ARGS (more arguments for every
+# `mamba-edge bench` run, for example `--exact-inputs`).
 # Installs valgrind, qemu-user and the aarch64 toolchain with apt-get when missing (Debian 12).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,7 @@ decode_long=${DECODE_LONG:-6}
 prefill_short=${PREFILL_SHORT:-32}
 prefill_long=${PREFILL_LONG:-96}
 arches=${ARCHES:-"x86_64 aarch64"}
+read -r -a bench_args <<<"${BENCH_ARGS:-}"
 work=target/instructions
 mkdir -p "$work"
 
@@ -75,12 +77,12 @@ count() {
     local log=$work/count-$arch.log
     case $arch in
     x86_64)
-        valgrind --tool=callgrind --callgrind-out-file=/dev/null "$x86_binary" bench --threads 1 "$@" >/dev/null 2>"$log"
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null "$x86_binary" bench --threads 1 "${bench_args[@]}" "$@" >/dev/null 2>"$log"
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$log"
         ;;
     aarch64)
         # No -L: the sysroot's glibc mixed with the host's makes threaded programs spin.
-        qemu-aarch64 -plugin "$plugin" "$aarch64_binary" bench --threads 1 "$@" >/dev/null 2>"$log"
+        qemu-aarch64 -plugin "$plugin" "$aarch64_binary" bench --threads 1 "${bench_args[@]}" "$@" >/dev/null 2>"$log"
         sed -n 's/^guest instructions: \([0-9]*\)$/\1/p' "$log"
         ;;
     esac

@@ -50,7 +50,24 @@ const TIERS: [Tier; 2] = {
         Tier { name: "avx2", features: "AVX2, FMA and F16C", is_available: avx2::is_available, matvec: avx2::matvec, matmul: avx2::matmul },
     ]
 };
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+const TIERS: [Tier; 2] = {
+    use mamba_core::kernels::aarch64::int8::{dotprod, neon};
+    [
+        Tier {
+            name: "neon-dotprod",
+            features: "NEON and the dotprod extension",
+            is_available: dotprod::is_available,
+            matvec: dotprod::matvec,
+            matmul: dotprod::matmul,
+        },
+        Tier { name: "neon", features: "NEON", is_available: neon::is_available, matvec: neon::matvec, matmul: neon::matmul },
+    ]
+};
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+)))]
 const TIERS: [Tier; 0] = [];
 
 /// Returns whether `tier` can run here; panics without `MAMBA_SKIP_MISSING_SIMD=1`.
@@ -164,7 +181,7 @@ fn exact_row(matrix: &TestMatrix, r: usize, x: &[f32]) -> (f64, f64, f64) {
 
 /// How far two evaluations of the specification's sum over `blocks` blocks may lie apart:
 /// each term passes through at most `blocks + 8` roundings in either (the scale, the
-/// product, the lane sums and the final 8- or 16-lane tree). A subnormal scale `d_w * d_x`
+/// product, the lane sums and the final 4-, 8- or 16-lane tree). A subnormal scale `d_w * d_x`
 /// is off by up to [`SUBNORMAL_ERROR`], which its integer sum multiplies, and each other
 /// subnormal operation adds up to that much.
 fn rounding_bound(blocks: usize, magnitude: f64, integers: f64) -> f64 {

@@ -137,6 +137,10 @@ enum Int8Tier {
     Avx2 = 2,
     #[cfg(target_arch = "x86_64")]
     Vnni = 3,
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    Neon = 4,
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    NeonDotprod = 5,
 }
 
 impl Int8Tier {
@@ -147,13 +151,17 @@ impl Int8Tier {
             Int8Tier::Avx2 => Some("avx2"),
             #[cfg(target_arch = "x86_64")]
             Int8Tier::Vnni => Some("avx512-vnni"),
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+            Int8Tier::Neon => Some("neon"),
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+            Int8Tier::NeonDotprod => Some("neon-dotprod"),
         }
     }
 }
 
 /// Returns the name of the tier that [`matvec_with`] and [`matmul_with`] use for 8-bit
-/// inputs on this CPU (`"avx512-vnni"` or `"avx2"`), or `None` when it has none and they
-/// run the exact kernels.
+/// inputs on this CPU (`"avx512-vnni"`, `"avx2"`, `"neon-dotprod"` or `"neon"`), or `None`
+/// when it has none and they run the exact kernels.
 pub fn selected_int8_tier() -> Option<&'static str> {
     selected_int8().name()
 }
@@ -183,8 +191,36 @@ fn selected_int8() -> Int8Tier {
     }
 }
 
-/// Returns no 8-bit input tier: this architecture has none yet.
-#[cfg(not(target_arch = "x86_64"))]
+/// Returns the cached 8-bit input tier, detecting it on the first call.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+fn selected_int8() -> Int8Tier {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    // 0 until the first call stores a tier, as for `selected`.
+    static SELECTED: AtomicU8 = AtomicU8::new(0);
+    match SELECTED.load(Ordering::Relaxed) {
+        1 => Int8Tier::None,
+        4 => Int8Tier::Neon,
+        5 => Int8Tier::NeonDotprod,
+        _ => {
+            let tier = if aarch64::int8::dotprod::is_available() {
+                Int8Tier::NeonDotprod
+            } else if aarch64::int8::neon::is_available() {
+                Int8Tier::Neon
+            } else {
+                Int8Tier::None
+            };
+            SELECTED.store(tier as u8, Ordering::Relaxed);
+            tier
+        }
+    }
+}
+
+/// Returns no 8-bit input tier: this architecture has none.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+)))]
 fn selected_int8() -> Int8Tier {
     Int8Tier::None
 }
@@ -228,6 +264,31 @@ fn try_int8(w: &Matrix<'_>, x: &[f32], y: &mut [f32], inputs: Inputs, matmul: bo
                     x86_64::int8::vnni::matmul_unchecked(w, x, y)
                 } else {
                     x86_64::int8::vnni::matvec_unchecked(w, x, y)
+                }
+            }
+            true
+        }
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        Int8Tier::Neon => {
+            // SAFETY: `selected_int8` returns Neon only after its is_available returned true.
+            unsafe {
+                if matmul {
+                    aarch64::int8::neon::matmul_unchecked(w, x, y)
+                } else {
+                    aarch64::int8::neon::matvec_unchecked(w, x, y)
+                }
+            }
+            true
+        }
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        Int8Tier::NeonDotprod => {
+            // SAFETY: `selected_int8` returns NeonDotprod only after its is_available
+            // returned true.
+            unsafe {
+                if matmul {
+                    aarch64::int8::dotprod::matmul_unchecked(w, x, y)
+                } else {
+                    aarch64::int8::dotprod::matvec_unchecked(w, x, y)
                 }
             }
             true
