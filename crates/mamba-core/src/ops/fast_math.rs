@@ -9,6 +9,7 @@
 //! The error bounds are relative to the exact value and are checked against `libm`'s f64
 //! functions over dense sweeps of the input range in `tests/ops_fast_math.rs`.
 
+#[cfg(target_arch = "x86_64")]
 use super::ssm_scan::ScanKernel;
 
 /// Maximum relative error of [`exp`] for inputs in `EXP_NORMAL_MIN..=EXP_MAX_FINITE`.
