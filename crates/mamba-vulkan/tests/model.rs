@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mamba_core::sampling::argmax;
-use mamba_core::{GgmlType, Model, Session};
+use mamba_core::{GgmlType, Inputs, Model, Session};
 use mamba_edge_tests::{Fixture, relative_l2};
 use mamba_vulkan::{GpuModel, GpuSession};
 use support::{assert_finite, gpu};
@@ -160,7 +160,9 @@ fn default_model_greedy_64_tokens_match_cpu() {
     let gpu_model = GpuModel::new(gpu(), &model).unwrap();
     let prompt = default_prompt();
 
+    // The GPU multiplies f32 inputs, so the CPU keeps its decode inputs exact too.
     let mut cpu = Session::new(&model);
+    cpu.set_inputs(Inputs::Exact);
     let mut gpu_session = GpuSession::new(&gpu_model).unwrap();
     let mut cpu_next = argmax(cpu.prefill(&prompt).unwrap());
     let mut gpu_next = argmax(gpu_session.prefill(&prompt).unwrap());

@@ -65,6 +65,8 @@ fn print_info(
         4 * c.state_len(),
         model.weight_bytes()
     )?;
+    let int8 = mamba_core::kernels::selected_int8_tier().unwrap_or("none, so decode keeps f32 inputs");
+    writeln!(out, "CPU kernels: {}; 8-bit decode inputs: {int8}", mamba_core::kernels::selected_tier())?;
 
     writeln!(out)?;
     writeln!(out, "{:<32} {:>6} {:>24} {:>12}", "tensor", "type", "shape (GGUF order)", "bytes")?;

@@ -225,7 +225,7 @@ fn selected_int8() -> Int8Tier {
     Int8Tier::None
 }
 
-/// How [`matvec_with`] and [`matmul_with`] treat their f32 inputs.
+/// The treatment of the f32 inputs of [`matvec_with`] and [`matmul_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inputs {
     /// Multiply the f32 inputs as they are, as [`matvec`] and [`matmul`] do.
@@ -236,7 +236,7 @@ pub enum Inputs {
     Int8,
 }
 
-/// Runs the 8-bit input kernel for `w` when `inputs` asks for it and this CPU has one.
+/// Runs the 8-bit input kernel for `w` when `inputs` selects it and this CPU has one.
 /// Returns false, having done nothing, otherwise.
 fn try_int8(w: &Matrix<'_>, x: &[f32], y: &mut [f32], inputs: Inputs, matmul: bool) -> bool {
     if inputs != Inputs::Int8 || !int8::supports(w) {
@@ -296,7 +296,7 @@ fn try_int8(w: &Matrix<'_>, x: &[f32], y: &mut [f32], inputs: Inputs, matmul: bo
     }
 }
 
-/// Computes `y = W x` like [`matvec`], with the inputs treated as `inputs` says.
+/// Computes `y = W x` like [`matvec`], with the inputs treated as `inputs` selects.
 ///
 /// # Panics
 /// As [`matvec`].
@@ -306,7 +306,7 @@ pub fn matvec_with(w: &Matrix<'_>, x: &[f32], y: &mut [f32], inputs: Inputs) {
     }
 }
 
-/// Computes `y[t] = W x[t]` like [`matmul`], with the inputs treated as `inputs` says. Row
+/// Computes `y[t] = W x[t]` like [`matmul`], with the inputs treated as `inputs` selects. Row
 /// `t` of `y` equals [`matvec_with`] on row `t` of `x`, bit for bit.
 ///
 /// # Panics
