@@ -23,7 +23,7 @@ const DT_RANK: usize = 48;
 /// Prompt length of the prefill benchmarks.
 const PROMPT: usize = 512;
 
-/// A fixed pseudo-random sequence in [-1, 1).
+/// Returns a fixed pseudo-random sequence in [-1, 1).
 fn values(len: usize, seed: u32) -> Vec<f32> {
     let mut state = seed | 1;
     (0..len)
@@ -76,7 +76,7 @@ fn bench_scan(c: &mut Criterion) {
     group.finish();
 }
 
-/// The model file, or `None` with a note when it does not exist.
+/// Returns the model file, or `None` with a note when it does not exist.
 fn model_path() -> Option<PathBuf> {
     let path = std::env::var_os("MAMBA_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-130m/mamba-130m-q8_0.gguf"))

@@ -639,7 +639,7 @@ fn bench_prints_json_report() {
 }
 
 /// The shipped Q8_0 model with `--exact-inputs` gives the recorded continuation, which is
-/// transformers' greedy one; the README of the model says so.
+/// transformers' greedy one, as the model's README states.
 #[test]
 fn exact_inputs_reproduce_recorded_continuation() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/default/expected.json");

@@ -745,11 +745,11 @@ fn header_fields(c: &Config) -> [(&'static str, u32); 8] {
 }
 
 /// Default smallest step, in multiply-adds or an estimated equivalent, that is split across
-/// threads. Waking the workers and waiting for them costs microseconds, but a decode step of
-/// the 130M model leaves one thread idle in every step it runs serially: on two threads of
-/// the benchmark machine (`docs/BENCHMARKS.md`), lowering this from 2^18 to 2^13, which
-/// splits the conv, x_proj, dt_proj and the scan of one token too, raised Q8_0 decode from
-/// about 180 to about 200 tokens/s and Q4_0 from about 185 to about 240.
+/// threads. Waking the workers and waiting for them costs microseconds, but every step a
+/// decode runs serially leaves the other threads idle. At 2^13 the conv, x_proj, dt_proj and
+/// scan of one 130M token are split too. On two threads of the benchmark machine
+/// (`docs/BENCHMARKS.md`), builds that differed only in this constant decoded 10 to 20 %
+/// faster at Q8_0 and Q4_0 with 2^13 than with 2^18, a noisy measurement.
 pub const MIN_PARALLEL_WORK: usize = 1 << 13;
 
 /// Estimated cost of one softplus or SiLU in multiply-adds: an exp, a division and, for

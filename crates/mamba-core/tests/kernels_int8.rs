@@ -98,7 +98,7 @@ impl XorShift {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    /// A uniform value in [-1, 1).
+    /// Returns a uniform value in [-1, 1).
     fn uniform(&mut self) -> f32 {
         let bits = (self.next_u64() >> 40) as i32;
         (bits - (1 << 23)) as f32 / (1 << 23) as f32
@@ -179,8 +179,8 @@ fn exact_row(matrix: &TestMatrix, r: usize, x: &[f32]) -> (f64, f64, f64) {
     (sum, magnitude, integers)
 }
 
-/// How far two evaluations of the specification's sum over `blocks` blocks may lie apart:
-/// each term passes through at most `blocks + 8` roundings in either (the scale, the
+/// Returns how far two evaluations of the specification's sum over `blocks` blocks may lie
+/// apart. Each term passes through at most `blocks + 8` roundings in either (the scale, the
 /// product, the lane sums and the final 4-, 8- or 16-lane tree). A subnormal scale `d_w * d_x`
 /// is off by up to [`SUBNORMAL_ERROR`], which its integer sum multiplies, and each other
 /// subnormal operation adds up to that much.

@@ -137,3 +137,40 @@ fn silu_slice_equals_elementwise() {
     fast_math::silu_slice(&mut values);
     assert_eq!(values, expected);
 }
+
+/// The slice functions, which run their loop with the CPU's widest vectors, give the bits of
+/// the scalar functions at every length around the vector widths, also for extreme and
+/// infinite values. A NaN stays NaN, but its sign bit may differ between vector and scalar
+/// code.
+#[test]
+fn slice_activations_equal_scalar_bits() {
+    let specials = [0.0f32, -0.0, 1e-30, -88.0, 90.0, -1e4, 1e4, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    for len in 0..70 {
+        let values: Vec<f32> = (0..len)
+            .map(|i| if i % 7 == 3 { specials[i % specials.len()] } else { ((i as f32) * 0.731).sin() * 30.0 })
+            .collect();
+        let bias: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.37).cos()).collect();
+
+        let mut silu = values.clone();
+        fast_math::silu_slice(&mut silu);
+        for (i, (&got, &v)) in silu.iter().zip(&values).enumerate() {
+            let expected = fast_math::silu(v);
+            if expected.is_nan() {
+                assert!(got.is_nan(), "silu_slice, length {len}, index {i}: {got} for NaN");
+            } else {
+                assert_eq!(got.to_bits(), expected.to_bits(), "silu_slice, length {len}, index {i}, input {v}");
+            }
+        }
+
+        let mut softplus = values.clone();
+        fast_math::softplus_bias_slice(&mut softplus, &bias);
+        for (i, (&got, (&v, &b))) in softplus.iter().zip(values.iter().zip(&bias)).enumerate() {
+            let expected = fast_math::softplus(v + b);
+            if expected.is_nan() {
+                assert!(got.is_nan(), "softplus_bias_slice, length {len}, index {i}: {got} for NaN");
+            } else {
+                assert_eq!(got.to_bits(), expected.to_bits(), "softplus_bias_slice, length {len}, index {i}, input {v} + {b}");
+            }
+        }
+    }
+}

@@ -344,9 +344,9 @@ mod simd {
     /// weight rows by `T` input rows. With `m == 1` it runs the matvec loop with
     /// `MATVEC_ROWS` rows per pass, which gives the same result.
     ///
-    /// It quantizes as many input rows as fit in a stack buffer of [`MATMUL_BLOCKS`] blocks,
-    /// then runs every tile of those rows group of weight rows by group, so a group's
-    /// weights stay in L1 while the inputs pass over them.
+    /// It quantizes as many input rows as fit in a stack buffer of [`MATMUL_BLOCKS`] blocks.
+    /// Then it runs every tile of those rows, one group of weight rows at a time, so a
+    /// group's weights stay in L1 while the inputs pass over them.
     ///
     /// # Safety
     /// The CPU supports `S`'s target features.
@@ -385,7 +385,7 @@ mod simd {
             let mut r0 = 0;
             while r0 < rows {
                 let group_rows = if r0 + R <= rows { R } else { 1 };
-                // SAFETY: rows r0 .. r0 + group_rows exist, and w.data holds each of them
+                // SAFETY: rows r0 .. r0 + group_rows exist, and w.data contains each of them
                 // (check_matrix). Input rows t .. t + T (or t + 1) lie in the first `tokens`
                 // rows of the buffer. The caller ensures the CPU features.
                 unsafe {

@@ -133,7 +133,7 @@ macro_rules! dispatch {
     ($f:ident($values:expr, $other:expr)) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            /// The loop compiled with AVX-512F.
+            /// Runs the loop compiled with AVX-512F.
             ///
             /// # Safety
             /// The CPU supports AVX-512F.
@@ -142,7 +142,7 @@ macro_rules! dispatch {
                 $f(values, other);
             }
 
-            /// The loop compiled with AVX2.
+            /// Runs the loop compiled with AVX2.
             ///
             /// # Safety
             /// The CPU supports AVX2.
@@ -166,8 +166,8 @@ macro_rules! dispatch {
 /// Applies [`silu`] to every value of `values`.
 ///
 /// Like the fast scan, the loop is compiled for the widest vectors of this CPU
-/// ([`ScanKernel::best`]), with the same bits on every build: it uses no fused
-/// multiply-add.
+/// ([`ScanKernel::best`]), with the same bits on every build because it uses no fused
+/// multiply-add. Only the sign bit of a NaN result may differ.
 pub fn silu_slice(values: &mut [f32]) {
     dispatch!(silu_loop(values, &[]));
 }

@@ -11,9 +11,10 @@ use crate::kernels::generic::{self, Bf16, CHUNK, F16, F32, Q4_0, Q8_0, Simd};
 use crate::tensor::{GgmlType, Matrix};
 
 /// Weight rows per pass of matvec. One row at a time streams the matrix in a single
-/// sequential pass: on the benchmark machine (`docs/BENCHMARKS.md`), two-thread decode of the
-/// 130M config at F32 ran at 61 tokens/s with one row per pass against 54 with four, and at
-/// Q8_0 with exact inputs at 146 to 167 against 108 to 121.
+/// sequential pass. On the benchmark machine (`docs/BENCHMARKS.md`), builds that differed only
+/// in this constant decoded the 130M config on two threads at 61 tokens/s (F32) with one row
+/// per pass against 54 with four. At Q8_0 with exact inputs they ran at 146 to 167 against
+/// 108 to 121.
 const MATVEC_ROWS: usize = 1;
 /// Weight rows per matmul tile.
 const TILE_ROWS: usize = 4;
